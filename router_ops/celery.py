@@ -1,0 +1,16 @@
+"""The Celery app (`celery -A router_ops worker`) and the one beat schedule."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "router_ops.settings")
+
+app = Celery("router_ops")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# Periodic work lives here and nowhere else (STYLE.md rule 9).
+app.conf.beat_schedule = {}

@@ -1,0 +1,216 @@
+"""Ingestion of routing decisions and feedback: the platform's hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from django.db import connection, transaction
+
+from router_ops.applications.models import DEFAULT_TIERS, Application, ModelEndpoint
+from router_ops.ingest.validation import CleanDecision, CleanFeedback, decision_validate, feedback_validate
+from router_ops.rollouts.models import RouterVersion
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[dict] = field(default_factory=list)
+    # Database ids of the rows this call inserted (for the pipeline after ingestion).
+    inserted_ids: list[int] = field(default_factory=list)
+
+    def as_response(self) -> dict:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected, "errors": self.errors}
+
+
+def application_tiers(application: Application) -> frozenset[str]:
+    configured = ModelEndpoint.objects.filter(application=application).values_list("tier", flat=True)
+    return frozenset(DEFAULT_TIERS) | frozenset(configured)
+
+
+def router_version_ids(*, application: Application, names: set[str]) -> dict[str, int]:
+    """Ids of the named versions; unknown ones are created as draft (API.md)."""
+    if not names:
+        return {}
+    existing = dict(
+        RouterVersion.objects.filter(application=application, name__in=names).values_list("name", "id")
+    )
+    missing = names - existing.keys()
+    if missing:
+        # ON CONFLICT DO NOTHING: two concurrent batches may both see the version missing.
+        RouterVersion.objects.bulk_create(
+            [RouterVersion(application=application, name=name) for name in sorted(missing)], ignore_conflicts=True
+        )
+        existing.update(
+            RouterVersion.objects.filter(application=application, name__in=missing).values_list("name", "id")
+        )
+    return existing
+
+
+def _price_lookup(application: Application):
+    """cost(model, tier, prompt_tokens, completion_tokens) from the configured prices, or None."""
+    endpoints = list(ModelEndpoint.objects.filter(application=application))
+    by_model = {}
+    by_tier = {}
+    for endpoint in endpoints:
+        by_model.setdefault(endpoint.model, endpoint)
+        by_model.setdefault(endpoint.name, endpoint)
+        by_tier.setdefault(endpoint.tier, endpoint)
+
+    def cost(decision: CleanDecision) -> float | None:
+        if decision.prompt_tokens is None and decision.completion_tokens is None:
+            return None
+        endpoint = by_model.get(decision.model) or by_tier.get(decision.routed_to)
+        if endpoint is None:
+            return None
+        return endpoint.cost_usd(decision.prompt_tokens, decision.completion_tokens)
+
+    return cost
+
+
+_INSERT_DECISIONS = """
+INSERT INTO ingest_decision (
+    application_id, decision_id, occurred_at, received_at, router_version_id, unit_id, routed_to, model,
+    router_score, prompt, messages, response, prompt_tokens, completion_tokens, latency_ms, cost_usd,
+    attributes, segment_ids, shadow_decisions
+)
+SELECT %(app)s, d.decision_id, d.occurred_at, now(), d.router_version_id, d.unit_id, d.routed_to, d.model,
+       d.router_score, d.prompt, d.messages::jsonb, d.response, d.prompt_tokens, d.completion_tokens,
+       d.latency_ms, d.cost_usd, d.attributes::jsonb, '{}'::int[], d.shadow_decisions::jsonb
+FROM unnest(
+    %(decision_id)s::text[], %(occurred_at)s::timestamptz[], %(router_version_id)s::bigint[], %(unit_id)s::text[],
+    %(routed_to)s::text[], %(model)s::text[], %(router_score)s::float8[], %(prompt)s::text[], %(messages)s::text[],
+    %(response)s::text[], %(prompt_tokens)s::int[], %(completion_tokens)s::int[], %(latency_ms)s::float8[],
+    %(cost_usd)s::numeric[], %(attributes)s::text[], %(shadow_decisions)s::text[]
+) AS d(decision_id, occurred_at, router_version_id, unit_id, routed_to, model, router_score, prompt, messages,
+       response, prompt_tokens, completion_tokens, latency_ms, cost_usd, attributes, shadow_decisions)
+ON CONFLICT (application_id, decision_id) DO NOTHING
+RETURNING id, decision_id
+"""
+
+# Pending feedback (decision NULL) whose decision has just arrived.
+_ATTACH_FEEDBACK = """
+UPDATE ingest_feedback f SET decision_id = d.id
+FROM ingest_decision d
+WHERE f.application_id = %(app)s AND f.decision_id IS NULL AND f.decision_key = ANY(%(keys)s::text[])
+  AND d.application_id = %(app)s AND d.decision_id = f.decision_key
+"""
+
+
+def decision_ingest_batch(*, application: Application, items: list) -> IngestResult:
+    """Validate and store a batch of decisions; nothing valid is lost.
+
+    1. Validate every item; invalid ones are reported by index and skipped.
+    2. Drop repeats of a decision_id inside the batch (the first one wins).
+    3. In one transaction: create unknown router versions as drafts, insert
+       with ON CONFLICT DO NOTHING (a resend is a duplicate, not an error),
+       and attach feedback that arrived before its decision.
+    A 2xx is answered only after this commit, so an accepted decision is durable.
+    """
+    result = IngestResult()
+    tiers = application_tiers(application)
+    clean: list[CleanDecision] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        outcome = decision_validate(item, tiers)
+        if isinstance(outcome, dict):
+            result.rejected += 1
+            decision_id = item.get("decision_id") if isinstance(item, dict) else None
+            result.errors.append(
+                {"index": index, "decision_id": decision_id if isinstance(decision_id, str) else None, "errors": outcome}
+            )
+        elif outcome.decision_id in seen:
+            result.duplicates += 1
+        else:
+            seen.add(outcome.decision_id)
+            clean.append(outcome)
+    if not clean:
+        return result
+
+    cost = _price_lookup(application)
+    with transaction.atomic():
+        versions = router_version_ids(application=application, names={d.router_version for d in clean})
+        params = {
+            "app": application.id,
+            "decision_id": [d.decision_id for d in clean],
+            "occurred_at": [d.occurred_at for d in clean],
+            "router_version_id": [versions[d.router_version] for d in clean],
+            "unit_id": [d.unit_id for d in clean],
+            "routed_to": [d.routed_to for d in clean],
+            "model": [d.model for d in clean],
+            "router_score": [d.router_score for d in clean],
+            "prompt": [d.prompt for d in clean],
+            "messages": [d.messages for d in clean],
+            "response": [d.response for d in clean],
+            "prompt_tokens": [d.prompt_tokens for d in clean],
+            "completion_tokens": [d.completion_tokens for d in clean],
+            "latency_ms": [d.latency_ms for d in clean],
+            "cost_usd": [d.cost_usd if d.cost_usd is not None else cost(d) for d in clean],
+            "attributes": [d.attributes_json for d in clean],
+            "shadow_decisions": [d.shadow_decisions_json for d in clean],
+        }
+        connection.ensure_connection()
+        # The raw psycopg cursor binds parameters server-side (binary arrays);
+        # Django's default client-side binding would quote 16 arrays as text.
+        with connection.connection.cursor() as cursor:
+            cursor.execute(_INSERT_DECISIONS, params)
+            inserted = cursor.fetchall()
+            if inserted:
+                cursor.execute(_ATTACH_FEEDBACK, {"app": application.id, "keys": [key for _, key in inserted]})
+    result.accepted = len(inserted)
+    result.duplicates += len(clean) - len(inserted)
+    result.inserted_ids = [row_id for row_id, _ in inserted]
+    return result
+
+
+_INSERT_FEEDBACK = """
+INSERT INTO ingest_feedback (application_id, decision_key, decision_id, feedback_id, kind, value, occurred_at, received_at)
+SELECT %(app)s, f.key, d.id, f.feedback_id, f.kind, f.value, coalesce(f.occurred_at, now()), now()
+FROM unnest(%(key)s::text[], %(feedback_id)s::text[], %(kind)s::text[], %(value)s::float8[], %(occurred_at)s::timestamptz[])
+    AS f(key, feedback_id, kind, value, occurred_at)
+LEFT JOIN ingest_decision d ON d.application_id = %(app)s AND d.decision_id = f.key
+ON CONFLICT (application_id, feedback_id) WHERE feedback_id IS NOT NULL DO NOTHING
+RETURNING id
+"""
+
+
+def feedback_ingest_batch(*, application: Application, items: list) -> IngestResult:
+    """Store feedback; feedback for an unknown decision is kept pending (decision NULL)
+    and attached by `decision_ingest_batch` when the decision arrives."""
+    result = IngestResult()
+    clean: list[CleanFeedback] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        outcome = feedback_validate(item)
+        if isinstance(outcome, dict):
+            result.rejected += 1
+            decision_id = item.get("decision_id") if isinstance(item, dict) else None
+            result.errors.append(
+                {"index": index, "decision_id": decision_id if isinstance(decision_id, str) else None, "errors": outcome}
+            )
+        elif outcome.feedback_id is not None and outcome.feedback_id in seen:
+            result.duplicates += 1
+        else:
+            if outcome.feedback_id is not None:
+                seen.add(outcome.feedback_id)
+            clean.append(outcome)
+    if not clean:
+        return result
+    with transaction.atomic():
+        connection.ensure_connection()
+        with connection.connection.cursor() as cursor:
+            cursor.execute(
+                _INSERT_FEEDBACK,
+                {
+                    "app": application.id,
+                    "key": [f.decision_id for f in clean],
+                    "feedback_id": [f.feedback_id for f in clean],
+                    "kind": [f.kind for f in clean],
+                    "value": [f.value for f in clean],
+                    "occurred_at": [f.occurred_at for f in clean],
+                },
+            )
+            inserted = cursor.fetchall()
+    result.accepted = len(inserted)
+    result.duplicates += len(clean) - len(inserted)
+    return result

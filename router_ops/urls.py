@@ -1,0 +1,45 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from router_ops.api import ops
+from router_ops.api.errors import json_error
+from router_ops.ingest.views import DecisionIngestView, FeedbackIngestView
+
+
+def api(route: str) -> str:
+    """Every API path is served with and without a trailing slash (API.md)."""
+    return rf"^api/v1/{route}/?$"
+
+
+api_v1 = [
+    re_path(api("decisions"), DecisionIngestView.as_view(), name="decisions"),
+    re_path(api("feedback"), FeedbackIngestView.as_view(), name="feedback"),
+    re_path(api("schema"), SpectacularAPIView.as_view(), name="schema"),
+    re_path(api("docs"), SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
+
+urlpatterns = [
+    *api_v1,
+    path("healthz", ops.healthz, name="healthz"),
+    path("readyz", ops.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("router_ops.dashboard.urls")),
+]
+
+
+def handler404(request, exception=None):
+    if request.path.startswith("/api/"):
+        return json_error(404, "not_found", f"No endpoint at {request.path}.")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if request.path.startswith("/api/"):
+        return json_error(500, "server_error", "An unexpected error occurred; it has been logged.")
+    from django.views.defaults import server_error
+
+    return server_error(request)
