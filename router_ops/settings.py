@@ -142,6 +142,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": database_from_url(env("DATABASE_URL", "postgresql://routerops@127.0.0.1:54329/routerops"))}
+# Parallel test runs (several checkouts or helpers) each name their own test database.
+if env("TEST_DB_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": env("TEST_DB_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:56379/0")

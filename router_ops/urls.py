@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from router_ops.api import ops
 from router_ops.api.errors import json_error
 from router_ops.ingest.views import DecisionIngestView, FeedbackIngestView
+from segments.urls import api_urlpatterns as segments_api
 
 
 def api(route: str) -> str:
@@ -21,6 +22,7 @@ api_v1 = [
 
 urlpatterns = [
     *api_v1,
+    *segments_api,
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
     path("admin/", admin.site.urls),
