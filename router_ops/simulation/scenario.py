@@ -205,3 +205,25 @@ def answer_is_good(prompt: str, tier: str, seed: int = 7) -> bool:
     kind = prompt_kind(prompt)
     p_bad = kind.p_bad.get(tier, 0.05) if kind else (0.10 if tier == "cheap" else 0.03)
     return _unit_hash(seed, tier, prompt) >= p_bad
+
+
+GOOD_MARK = "[sim-grade:9]"
+BAD_MARK = "[sim-grade:3]"
+
+
+def simulated_answer(prompt: str, tier: str, seed: int = 7) -> str:
+    """The simulated model's answer. Its quality is `answer_is_good`; the hidden grade
+    mark at the end lets the simulated judge (and tests) grade it without knowing the tier."""
+    head = prompt[:60]
+    if answer_is_good(prompt, tier, seed):
+        return f"Here is a complete answer to: {head!r}. Every requested item is covered. {GOOD_MARK}"
+    return f"A partial answer to: {head!r}. Some requested items are missing or malformed. {BAD_MARK}"
+
+
+def answer_grade(answer: str) -> int | None:
+    """The hidden grade of a simulated answer, or None for text not made by `simulated_answer`."""
+    if answer.endswith(GOOD_MARK):
+        return 9
+    if answer.endswith(BAD_MARK):
+        return 3
+    return None
