@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "router_ops.rollouts",
     "router_ops.ingest",
     "router_ops.shadow",
+    "router_ops.judging",
     "router_ops.dashboard",
     "segments",
 ]

@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from router_ops.api import ops
 from router_ops.api.errors import json_error
 from router_ops.ingest.views import DecisionIngestView, FeedbackIngestView
+from router_ops.judging.urls import api_urlpatterns as judging_api
+from router_ops.shadow.urls import api_urlpatterns as shadow_api
 from segments.urls import api_urlpatterns as segments_api
 
 
@@ -23,6 +25,8 @@ api_v1 = [
 urlpatterns = [
     *api_v1,
     *segments_api,
+    *shadow_api,
+    *judging_api,
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
     path("admin/", admin.site.urls),

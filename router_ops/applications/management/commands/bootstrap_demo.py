@@ -1,0 +1,82 @@
+"""Create what `make run` needs to show a live dashboard: an admin user, a demo
+application with simulated models, and an ingest key for the traffic generator.
+Idempotent: a second run reuses what exists (and the key saved in var/)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from router_ops.applications.keys import key_matches, key_prefix
+from router_ops.applications.models import ApiKey, Membership, ModelEndpoint
+from router_ops.applications.services import api_key_create, application_create, membership_set
+
+VAR = Path(settings.BASE_DIR) / "var"
+
+
+def _saved_key_valid(path: Path) -> bool:
+    if not path.exists():
+        return False
+    key = path.read_text().strip()
+    prefix = key_prefix(key)
+    api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first() if prefix else None
+    return api_key is not None and key_matches(key, api_key.key_hash, settings.API_KEY_PEPPER)
+
+
+class Command(BaseCommand):
+    help = "Create the demo admin user, demo application, simulated model endpoints and an API key."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--slug", default="demo")
+        parser.add_argument("--sim-url", default="http://127.0.0.1:8100/v1", help="simulated provider base URL")
+        parser.add_argument("--username", default="admin")
+
+    def handle(self, *args, slug, sim_url, username, **options):
+        VAR.mkdir(exist_ok=True)
+        User = get_user_model()
+        password_file = VAR / "demo_admin_password"
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(9)
+            user = User.objects.create_superuser(username=username, email="", password=password)
+            password_file.write_text(password + "\n")
+            password_file.chmod(0o600)
+        password = password_file.read_text().strip() if password_file.exists() else "(unchanged; set with manage.py changepassword)"
+
+        application, _ = application_create(slug=slug, name="Support bot (demo)")
+        membership_set(user=user, application=application, role=Membership.ROLE_ADMIN)
+        for name, tier, in_price, out_price in (
+            ("sim-cheap", "cheap", "0.15", "0.60"),
+            ("sim-strong", "strong", "2.50", "10.00"),
+            ("sim-judge", "judge", "2.50", "10.00"),
+        ):
+            ModelEndpoint.objects.update_or_create(
+                application=application,
+                name=name,
+                defaults={
+                    "tier": tier,
+                    "base_url": sim_url,
+                    "model": name,
+                    "input_price_per_mtok": in_price,
+                    "output_price_per_mtok": out_price,
+                    "timeout_s": 30,
+                    "max_concurrency": 32,
+                },
+            )
+
+        key_file = VAR / "demo_api_key"
+        if not _saved_key_valid(key_file):
+            _, plaintext = api_key_create(
+                application=application, scopes=["ingest", "read", "admin"], name="demo traffic generator"
+            )
+            key_file.write_text(plaintext + "\n")
+            key_file.chmod(0o600)
+        key = key_file.read_text().strip()
+
+        self.stdout.write(f"Demo admin user: {username}  password: {password}")
+        self.stdout.write(f"Demo application: {slug}  API key (scopes ingest,read,admin): {key}")
