@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from router_ops.stats.sequential import (
+    confidence_sequence,
+    confidence_sequence_start,
+    confidence_sequence_update,
+    noninferiority,
+    noninferiority_from_states,
+    noninferiority_paired,
+    noninferiority_path,
+)
+
+ALPHA = 0.05
+
+
+def test_state_fold_equals_the_array_computation():
+    x = np.random.default_rng(1).random(300)
+    path = confidence_sequence(x, alpha=ALPHA)
+    state = confidence_sequence_start(alpha=ALPHA)
+    state = confidence_sequence_update(state, x[:100])
+    for value in x[100:]:
+        state = confidence_sequence_update(state, value)
+    assert state.t == 300
+    assert state.low == pytest.approx(path.low[-1], abs=1e-12)
+    assert state.high == pytest.approx(path.high[-1], abs=1e-12)
+    assert state.mean == pytest.approx(x.mean())
+
+
+def test_first_bet_matches_the_formula_by_hand():
+    # t = 1: σ̂²₀ = 1/4, λ₁ = min(√(2 log 40 / (¼ · 1 · log 2)), ½) = ½; μ̂₀ = ½.
+    path = confidence_sequence([1.0], alpha=ALPHA, running_intersection=False)
+    psi = (-np.log(0.5) - 0.5) / 4
+    radius = (np.log(40) + 4 * 0.25 * psi) / 0.5
+    assert path.low[0] == pytest.approx(max(0.0, 1 - radius))
+    assert path.high[0] == 1.0
+
+
+def test_bounds_are_nested_and_shrink():
+    x = (np.random.default_rng(2).random(5000) < 0.05).astype(float)
+    path = confidence_sequence(x)
+    assert np.all(np.diff(path.low) >= 0) and np.all(np.diff(path.high) <= 0)
+    # Variance-adaptive: at a 5 % rate, even though valid at every t, the width after 5000
+    # draws is well below that of the fixed-n (not time-uniform) Hoeffding interval.
+    hoeffding_width = 2 * np.sqrt(np.log(2 / ALPHA) / (2 * 5000))
+    assert path.high[-1] - path.low[-1] < 0.65 * hoeffding_width
+
+
+def test_general_bounds_rescale():
+    x = np.random.default_rng(3).uniform(0, 20, 400)
+    scaled = confidence_sequence(x / 20)
+    raw = confidence_sequence(x, lower=0, upper=20)
+    assert raw.low == pytest.approx(20 * scaled.low)
+    with pytest.raises(ValueError):
+        confidence_sequence([1.5])
+
+
+def test_time_uniform_miscoverage_is_at_most_alpha():
+    rng = np.random.default_rng(4)
+    streams, steps = 300, 3000
+    report = []
+    for p in (0.02, 0.1, 0.5):
+        x = (rng.random((streams, steps)) < p).astype(float)
+        path = confidence_sequence(x, alpha=ALPHA)
+        ever_missed = np.any((path.low > p) | (path.high < p), axis=1).mean()
+        # The fixed-n Wald interval watched at every step: the failure the CS prevents.
+        t = np.arange(1, steps + 1)
+        half = norm.ppf(0.975) * np.sqrt(np.maximum(path.mean * (1 - path.mean), 1e-12) / t)
+        naive_missed = np.any((np.abs(path.mean - p) > half)[:, 29:], axis=1).mean()
+        report.append((p, ever_missed, naive_missed))
+        assert ever_missed <= ALPHA
+        assert naive_missed > 2 * ALPHA
+    print("CS miscoverage (p, CS, peeking Wald):", report)
+
+
+def test_time_uniform_miscoverage_on_continuous_losses():
+    rng = np.random.default_rng(5)
+    x = rng.beta(0.5, 4.0, size=(300, 2000))
+    mean = 0.5 / 4.5
+    path = confidence_sequence(x, alpha=0.1)
+    missed = np.any((path.low > mean) | (path.high < mean), axis=1).mean()
+    print(f"beta-stream miscoverage at alpha 0.1: {missed:.3f}")
+    assert missed <= 0.1
+
+
+def _arms(rng, sims, steps, p_candidate, p_baseline):
+    return (
+        (rng.random((sims, steps)) < p_candidate).astype(float),
+        (rng.random((sims, steps)) < p_baseline).astype(float),
+    )
+
+
+def test_equal_arms_rarely_fail_and_mostly_pass_eventually():
+    rng = np.random.default_rng(6)
+    candidate, baseline = _arms(rng, 200, 15_000, 0.05, 0.05)
+    verdicts, _, _ = noninferiority_path(candidate, baseline, margin=0.02, alpha=ALPHA)
+    ever_failed = np.any(verdicts == "fail", axis=1).mean()
+    passed_at_end = (verdicts[:, -1] == "pass").mean()
+    passed_at_6000 = (verdicts[:, 5999] == "pass").mean()
+    print(
+        f"equal arms: ever failed {ever_failed:.3f}, passed by t=6000 {passed_at_6000:.3f}, "
+        f"by t=15000 {passed_at_end:.3f}"
+    )
+    assert ever_failed <= ALPHA
+    assert passed_at_end >= 0.8
+
+
+def test_at_the_margin_both_errors_are_controlled():
+    # True difference exactly δ: "fail" is wrong (difference ≤ δ) and "pass" would be
+    # wrong for any difference a hair above δ; both must stay ≤ α at every step.
+    rng = np.random.default_rng(7)
+    candidate, baseline = _arms(rng, 300, 4000, 0.07, 0.05)
+    verdicts, _, _ = noninferiority_path(candidate, baseline, margin=0.02, alpha=ALPHA)
+    ever_failed = np.any(verdicts == "fail", axis=1).mean()
+    ever_passed = np.any(verdicts == "pass", axis=1).mean()
+    print(f"at margin: ever failed {ever_failed:.3f}, ever passed {ever_passed:.3f}")
+    assert ever_failed <= ALPHA
+    assert ever_passed <= ALPHA
+
+
+def test_a_clearly_worse_candidate_fails():
+    rng = np.random.default_rng(8)
+    candidate, baseline = _arms(rng, 1, 4000, 0.15, 0.05)
+    result = noninferiority(candidate[0], baseline[0], margin=0.02)
+    assert result.verdict == "fail"
+    assert result.low > 0.02
+    assert result.difference == pytest.approx(0.1, abs=0.03)
+    assert (result.n_candidate, result.n_baseline) == (4000, 4000)
+
+
+def test_no_data_is_inconclusive():
+    result = noninferiority([], [], margin=0.02)
+    assert result.verdict == "inconclusive" and result.difference is None
+    assert (result.low, result.high) == (-1.0, 1.0)
+
+
+def test_states_must_share_alpha():
+    with pytest.raises(ValueError):
+        noninferiority_from_states(
+            confidence_sequence_start(alpha=0.05), confidence_sequence_start(alpha=0.1), margin=0.0
+        )
+
+
+def test_paired_check():
+    rng = np.random.default_rng(9)
+    same = rng.integers(0, 2, 3000) * (rng.random(3000) < 0.1)
+    equal = noninferiority_paired(same - same, margin=0.02)
+    assert equal.verdict == "pass" and equal.difference == 0.0
+    worse = noninferiority_paired((rng.random(3000) < 0.2).astype(float), margin=0.02)
+    assert worse.verdict == "fail"
+    with pytest.raises(ValueError):
+        noninferiority_paired([0.0], margin=0.0, alpha=0.5)
+
+
+def test_paired_false_fail_rate_at_the_margin():
+    rng = np.random.default_rng(10)
+    # D ∈ {−1, 0, 1} with mean exactly δ = 0.02.
+    u = rng.random((300, 3000))
+    d = np.where(u < 0.06, 1.0, np.where(u < 0.10, -1.0, 0.0))
+    fails = 0
+    for row in d[:, ::10]:
+        fails += noninferiority_paired(row, margin=0.02).verdict == "fail"
+    assert fails / len(d) <= ALPHA
