@@ -13,4 +13,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 # Periodic work lives here and nowhere else (STYLE.md rule 9).
-app.conf.beat_schedule = {}
+app.conf.beat_schedule = {
+    "rollups-refresh": {"task": "router_ops.rollups.tasks.rollups_refresh", "schedule": 10.0},
+}

@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "router_ops.ingest",
     "router_ops.shadow",
     "router_ops.judging",
+    "router_ops.rollups",
     "router_ops.dashboard",
     "segments",
 ]

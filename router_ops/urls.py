@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from router_ops.api import ops
 from router_ops.api.errors import json_error
 from router_ops.ingest.views import DecisionIngestView, FeedbackIngestView
+from router_ops.rollups.views import SegmentStatsView
 from router_ops.judging.urls import api_urlpatterns as judging_api
 from router_ops.shadow.urls import api_urlpatterns as shadow_api
 from segments.urls import api_urlpatterns as segments_api
@@ -18,6 +19,8 @@ def api(route: str) -> str:
 api_v1 = [
     re_path(api("decisions"), DecisionIngestView.as_view(), name="decisions"),
     re_path(api("feedback"), FeedbackIngestView.as_view(), name="feedback"),
+    # Before the segments app's routes, whose /segments/<slug> would otherwise match "stats".
+    re_path(api("segments/stats"), SegmentStatsView.as_view(), name="segment-stats"),
     re_path(api("schema"), SpectacularAPIView.as_view(), name="schema"),
     re_path(api("docs"), SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

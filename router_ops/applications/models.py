@@ -6,7 +6,7 @@ import secrets
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -25,6 +25,13 @@ class Application(models.Model):
     # Salt of the sticky canary assignment (API.md, routing config); public by design.
     salt = models.CharField(max_length=64, default=new_salt)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Segment status thresholds on the regret rate (see router_ops/stats/summaries.py):
+    # alert when the interval's lower bound exceeds `regret_alert`, watch when the estimate exceeds `regret_watch`.
+    regret_watch = models.FloatField(default=0.10, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    regret_alert = models.FloatField(default=0.20, validators=[MinValueValidator(0), MaxValueValidator(1)])
+    min_effective_samples = models.PositiveIntegerField(
+        default=30, help_text="Below this effective sample size a segment is 'insufficient data'"
+    )
 
     class Meta:
         ordering = ["slug"]

@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from router_ops.applications.models import DEFAULT_TIERS, Application, ModelEndpoint
 from router_ops.ingest.validation import CleanDecision, CleanFeedback, decision_validate, feedback_validate
 from router_ops.rollouts.models import RouterVersion
+from router_ops.rollups.services import rollup_mark_dirty, rollup_mark_dirty_for_decisions
 
 
 @dataclass
@@ -157,6 +158,12 @@ def decision_ingest_batch(*, application: Application, items: list) -> IngestRes
             inserted = cursor.fetchall()
             if inserted:
                 cursor.execute(_ATTACH_FEEDBACK, {"app": application.id, "keys": [key for _, key in inserted]})
+        if inserted:
+            inserted_keys = {key for _, key in inserted}
+            # Last statement of the transaction: see router_ops/rollups/services.py.
+            rollup_mark_dirty(
+                application_id=application.id, hours={d.occurred_at for d in clean if d.decision_id in inserted_keys}
+            )
     result.accepted = len(inserted)
     result.duplicates += len(clean) - len(inserted)
     result.inserted_ids = [row_id for row_id, _ in inserted]
@@ -170,7 +177,7 @@ FROM unnest(%(key)s::text[], %(feedback_id)s::text[], %(kind)s::text[], %(value)
     AS f(key, feedback_id, kind, value, occurred_at)
 LEFT JOIN ingest_decision d ON d.application_id = %(app)s AND d.decision_id = f.key
 ON CONFLICT (application_id, feedback_id) WHERE feedback_id IS NOT NULL DO NOTHING
-RETURNING id
+RETURNING id, decision_id
 """
 
 
@@ -211,6 +218,8 @@ def feedback_ingest_batch(*, application: Application, items: list) -> IngestRes
                 },
             )
             inserted = cursor.fetchall()
+        # Feedback counts show in the rollups of its decision's hour.
+        rollup_mark_dirty_for_decisions(decision_ids={decision for _, decision in inserted if decision is not None})
     result.accepted = len(inserted)
     result.duplicates += len(clean) - len(inserted)
     return result

@@ -212,3 +212,34 @@ def design_effective_n(estimate: float, variance: float, *, n: float, kish_n_eff
     if pq <= 0.0 or variance <= 0.0:
         return min(float(n), kish_n_eff)
     return min(float(n), pq / variance)
+
+
+def hajek_rate_from_sums(
+    *, n: int, sum_w: float, sum_w2: float, sum_wy: float, sum_w2y: float, confidence: float = 0.95
+) -> WeightedRate:
+    """The Hájek rate and its interval from additive sums over sampled 0/1 outcomes.
+
+    Rollups store Σw, Σw², Σwy and Σw²y (w = 1/π, y ∈ {0, 1}) per hour and segment,
+    so a window's estimate needs no raw rows. With z_i = w_i (y_i − p̂)/Σw (Σz = 0):
+    Σz² = (Σw²y (1 − 2p̂) + p̂² Σw²) / (Σw)², using y² = y, and the with-replacement
+    variance is n/(n−1) Σz². Same estimator and interval as `weighted_rate`.
+    """
+    # Hájek 1971; variance Särndal et al. 1992 §2.9/§5.6; interval Korn & Graubard 1998.
+    if n <= 0 or sum_w <= 0.0:
+        return WeightedRate(None, 0.0, 1.0, None, 0, 0.0, 0.0, 0.0)
+    estimate = min(1.0, max(0.0, sum_wy / sum_w))
+    sum_z2 = max(0.0, (sum_w2y * (1.0 - 2.0 * estimate) + estimate * estimate * sum_w2) / (sum_w * sum_w))
+    variance = (n / (n - 1) if n > 1 else 1.0) * sum_z2
+    kish = (sum_w * sum_w) / sum_w2 if sum_w2 > 0 else 0.0
+    design_n = design_effective_n(estimate, variance, n=n, kish_n_eff=kish)
+    interval = wilson_interval_effective(estimate, design_n, confidence)
+    return WeightedRate(
+        estimate=estimate,
+        low=interval.low,
+        high=interval.high,
+        variance=variance,
+        n=n,
+        n_eff=kish,
+        design_n_eff=design_n,
+        weight_total=sum_w,
+    )
