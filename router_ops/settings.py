@@ -109,6 +109,7 @@ INSTALLED_APPS = [
     "router_ops.shadow",
     "router_ops.judging",
     "router_ops.rollups",
+    "router_ops.alerts",
     "router_ops.dashboard",
     "segments",
 ]
