@@ -198,6 +198,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RouterVersionStatusEnum": "router_ops.rollouts.models.RouterVersion.STATUSES",
+        "RolloutStatusEnum": "router_ops.rollouts.models.Rollout.STATUSES",
+    },
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

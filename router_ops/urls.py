@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from router_ops.api import ops
 from router_ops.api.errors import json_error
 from router_ops.ingest.views import DecisionIngestView, FeedbackIngestView
+from router_ops.rollouts.urls import api_urlpatterns as rollouts_api
 from router_ops.rollups.views import SegmentStatsView
 from router_ops.judging.urls import api_urlpatterns as judging_api
 from router_ops.shadow.urls import api_urlpatterns as shadow_api
@@ -30,6 +31,7 @@ urlpatterns = [
     *segments_api,
     *shadow_api,
     *judging_api,
+    *rollouts_api,
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
     path("admin/", admin.site.urls),

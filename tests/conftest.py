@@ -31,3 +31,9 @@ def owner(db) -> Persona:
 @pytest.fixture
 def outsider(db) -> Persona:
     return Persona("other-app")
+
+
+def pytest_collection_modifyitems(items):
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the
+    main thread for the rest of the session, which breaks asyncio.run() in later tests."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
