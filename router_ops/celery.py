@@ -15,4 +15,5 @@ app.autodiscover_tasks()
 # Periodic work lives here and nowhere else (STYLE.md rule 9).
 app.conf.beat_schedule = {
     "rollups-refresh": {"task": "router_ops.rollups.tasks.rollups_refresh", "schedule": 10.0},
+    "segment-backfill-sweep": {"task": "segments.tasks.segment_backfill_sweep_task", "schedule": 300.0},
 }

@@ -12,6 +12,7 @@ from types import TracebackType
 
 import httpx
 
+from routerops_client.assignment import assign
 from routerops_client.errors import RouterOpsError, RouterOpsTransportError
 from routerops_client.retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
 from routerops_client.summary import IngestSummary
@@ -87,6 +88,8 @@ class RouterOpsClient:
         )
         self._sleep = sleep
         self._pending: list[dict] = []
+        self._routing_config: dict | None = None
+        self._routing_etag: str | None = None
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout),
@@ -187,12 +190,19 @@ class RouterOpsClient:
         return summary
 
     def _post(self, path: str, body: bytes) -> dict:
+        response, attempts = self._request("POST", path, content=body)
+        return self._json(response, attempts)
+
+    def _request(
+        self, method: str, path: str, *, content: bytes | None = None, headers: dict | None = None
+    ) -> tuple[httpx.Response, int]:
+        """The response (2xx or 304) and the attempts it took; retries transient failures."""
         attempts = 0
         while True:
             attempts += 1
             retry_number = attempts - 1
             try:
-                response = self._http.post(path, content=body)
+                response = self._http.request(method, path, content=content, headers=headers)
             except _RETRYABLE_TRANSPORT as exc:
                 if retry_number >= self.retry.max_retries:
                     raise RouterOpsTransportError(
@@ -203,8 +213,8 @@ class RouterOpsClient:
                 self._sleep(delay)
                 continue
 
-            if response.is_success:
-                return self._json(response, attempts)
+            if response.is_success or response.status_code == 304:
+                return response, attempts
             if response.status_code in RETRYABLE_STATUSES and retry_number < self.retry.max_retries:
                 retry_after = retry_after_seconds(response.headers.get("Retry-After"), now=datetime.now(UTC))
                 delay = self.retry.delay(retry_number, retry_after=retry_after)
@@ -212,6 +222,27 @@ class RouterOpsClient:
                 self._sleep(delay)
                 continue
             raise self._error(response, attempts)
+
+    # -- routing -----------------------------------------------------------
+
+    def routing_config(self) -> dict:
+        """The application's routing config (API.md), cached by ETag.
+
+        A repeat call sends If-None-Match; on 304 the cached config is returned,
+        so polling every few seconds costs the server almost nothing.
+        """
+        headers = {"If-None-Match": self._routing_etag} if self._routing_etag else None
+        response, attempts = self._request("GET", "/api/v1/routing-config", headers=headers)
+        if response.status_code == 304 and self._routing_config is not None:
+            return self._routing_config
+        self._routing_config = self._json(response, attempts)
+        self._routing_etag = response.headers.get("ETag")
+        return self._routing_config
+
+    def assign(self, unit_id: str) -> str:
+        """The router version this unit is assigned to, computed locally (sticky, deterministic)."""
+        config = self.routing_config()
+        return assign(config["versions"], config["salt"], unit_id)
 
     @staticmethod
     def _json(response: httpx.Response, attempts: int) -> dict:

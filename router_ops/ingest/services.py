@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from django.db import connection, transaction
 
 from router_ops.applications.models import DEFAULT_TIERS, Application, ModelEndpoint
 from router_ops.ingest.validation import CleanDecision, CleanFeedback, decision_validate, feedback_validate
 from router_ops.rollouts.models import RouterVersion
 from router_ops.rollups.services import rollup_mark_dirty, rollup_mark_dirty_for_decisions
+from segments.membership import segment_matcher
 
 
 @dataclass
@@ -77,14 +78,14 @@ INSERT INTO ingest_decision (
 )
 SELECT %(app)s, d.decision_id, d.occurred_at, now(), d.router_version_id, d.unit_id, d.routed_to, d.model,
        d.router_score, d.prompt, d.messages::jsonb, d.response, d.prompt_tokens, d.completion_tokens,
-       d.latency_ms, d.cost_usd, d.attributes::jsonb, '{}'::int[], d.shadow_decisions::jsonb
+       d.latency_ms, d.cost_usd, d.attributes::jsonb, d.segment_ids::int[], d.shadow_decisions::jsonb
 FROM unnest(
     %(decision_id)s::text[], %(occurred_at)s::timestamptz[], %(router_version_id)s::bigint[], %(unit_id)s::text[],
     %(routed_to)s::text[], %(model)s::text[], %(router_score)s::float8[], %(prompt)s::text[], %(messages)s::text[],
     %(response)s::text[], %(prompt_tokens)s::int[], %(completion_tokens)s::int[], %(latency_ms)s::float8[],
-    %(cost_usd)s::numeric[], %(attributes)s::text[], %(shadow_decisions)s::text[]
+    %(cost_usd)s::numeric[], %(attributes)s::text[], %(segment_ids)s::text[], %(shadow_decisions)s::text[]
 ) AS d(decision_id, occurred_at, router_version_id, unit_id, routed_to, model, router_score, prompt, messages,
-       response, prompt_tokens, completion_tokens, latency_ms, cost_usd, attributes, shadow_decisions)
+       response, prompt_tokens, completion_tokens, latency_ms, cost_usd, attributes, segment_ids, shadow_decisions)
 ON CONFLICT (application_id, decision_id) DO NOTHING
 RETURNING id, decision_id
 """
@@ -129,6 +130,14 @@ def decision_ingest_batch(*, application: Application, items: list) -> IngestRes
         return result
 
     cost = _price_lookup(application)
+    costs = [d.cost_usd if d.cost_usd is not None else cost(d) for d in clean]
+    # Membership of every active segment, computed here (µs per decision) so that
+    # segment queries never evaluate rules; a computed cost is visible to the rules.
+    match = segment_matcher(application)
+    reads_cost = "cost_usd" in match.fields
+    segment_ids = [
+        match(replace(d, cost_usd=c) if reads_cost and c != d.cost_usd else d) for d, c in zip(clean, costs, strict=True)
+    ]
     with transaction.atomic():
         versions = router_version_ids(application=application, names={d.router_version for d in clean})
         params = {
@@ -146,8 +155,10 @@ def decision_ingest_batch(*, application: Application, items: list) -> IngestRes
             "prompt_tokens": [d.prompt_tokens for d in clean],
             "completion_tokens": [d.completion_tokens for d in clean],
             "latency_ms": [d.latency_ms for d in clean],
-            "cost_usd": [d.cost_usd if d.cost_usd is not None else cost(d) for d in clean],
+            "cost_usd": costs,
             "attributes": [d.attributes_json for d in clean],
+            # Text array literals: PostgreSQL cannot unnest a ragged int[][].
+            "segment_ids": ["{" + ",".join(map(str, ids)) + "}" for ids in segment_ids],
             "shadow_decisions": [d.shadow_decisions_json for d in clean],
         }
         connection.ensure_connection()

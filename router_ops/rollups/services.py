@@ -155,3 +155,19 @@ def rollup_refresh(*, batch_size: int = 50) -> int:
             rollup_recompute_hour(application_id=row[0], hour=row[1])
         done += 1
     return done
+
+
+def rollup_mark_dirty_for_id_range(*, application_id: int, low_id: int, high_id: int) -> None:
+    """Mark the hours of an application's decisions with low_id < id <= high_id dirty
+    (segment backfills change membership of old decisions in id ranges)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            INSERT INTO rollups_dirtyhour (application_id, hour, marked_at)
+            SELECT DISTINCT %(app)s, date_trunc('hour', occurred_at), now()
+            FROM ingest_decision WHERE application_id = %(app)s AND id > %(low)s AND id <= %(high)s
+            ORDER BY 2
+            ON CONFLICT (application_id, hour) DO UPDATE SET marked_at = excluded.marked_at
+            """,
+            {"app": application_id, "low": low_id, "high": high_id},
+        )
