@@ -25,7 +25,8 @@ def json_body(request) -> object:
     try:
         raw = request.body
     except RequestDataTooBig:
-        raise PayloadTooLarge(f"Body exceeds the limit of {limit} bytes.") from None
+        # Django's own cap, checked against the same Content-Length: name the limit that applied.
+        raise PayloadTooLarge(f"Body exceeds the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.") from None
     if not raw:
         raise exceptions.ParseError("The body is empty; send a JSON object.")
     try:

@@ -8,8 +8,9 @@ every error of an item, not just the first (bench/ingest.py measures both paths)
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 
@@ -95,24 +96,34 @@ def _string(item: dict, field: str, errors: Errors, *, required: bool, max_lengt
     return value
 
 
+# RFC 3339 §5.6 date-time; "T" and "Z" may be lower case, and a space may stand for "T".
+# datetime.fromisoformat alone also takes ISO week dates, "+0100", "," fractions.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?P<offset>[Zz]|[+-]\d{2}:\d{2})?")
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 def parse_timestamp(value: object) -> datetime | str:
-    """An RFC 3339 timestamp with a UTC offset, or the reason it is not one."""
+    """An RFC 3339 timestamp with a UTC offset, as a UTC datetime, or the reason it is not one."""
     if not isinstance(value, str):
         return "Must be an RFC 3339 timestamp string, e.g. 2026-11-24T10:15:00Z."
-    if len(value) < 20 or value[10] not in "Tt ":
-        return "Must be an RFC 3339 timestamp with date and time, e.g. 2026-11-24T10:15:00Z."
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        if _DATE_ONLY.fullmatch(value):
+            return "Must be an RFC 3339 timestamp with date and time, e.g. 2026-11-24T10:15:00Z."
         return "Not a valid RFC 3339 timestamp, e.g. 2026-11-24T10:15:00Z."
-    if parsed.tzinfo is None:
+    if match["offset"] is None:
         return "Must include a UTC offset (Z or ±hh:mm)."
-    return parsed
+    try:
+        # Python 3.11 wants "T"/"Z" upper case. Converting to UTC here refuses instants
+        # that PostgreSQL would store but Python could never load again (year 0 or 10000).
+        return datetime.fromisoformat(value.upper()).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return "Not a valid RFC 3339 timestamp, e.g. 2026-11-24T10:15:00Z."
 
 
 def _timestamp(item: dict, field: str, errors: Errors) -> datetime | None:
     if item.get(field) is None:
-        _add(errors, field, "This field is required.")
+        _add(errors, field, "This field is required." if field not in item else "This field may not be null.")
         return None
     parsed = parse_timestamp(item[field])
     if isinstance(parsed, str):
@@ -156,10 +167,15 @@ def _count(item: dict, field: str, errors: Errors) -> int | None:
     return None
 
 
+# A NUL character, escaped by orjson as \u0000; an even run of backslashes before it
+# is escaped backslashes, i.e. the harmless literal text "\u0000".
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def _json_text(value: object) -> str | None:
     """JSON text for a jsonb column, or None if PostgreSQL would refuse it (NUL characters)."""
     text = orjson.dumps(value).decode()
-    return None if "\\u0000" in text else text
+    return None if "\\u0000" in text and _ESCAPED_NUL.search(text) else text
 
 
 def _messages(item: dict, errors: Errors) -> str | None:
@@ -256,7 +272,7 @@ def decision_validate(item: object, tiers: frozenset[str]) -> CleanDecision | Er
         attributes_json = _json_text(attributes)
         if attributes_json is None:
             _add(errors, "attributes", "May not contain NUL characters.")
-        elif len(attributes_json) > MAX_ATTRIBUTES_BYTES:
+        elif len(attributes_json.encode()) > MAX_ATTRIBUTES_BYTES:
             _add(errors, "attributes", f"At most {MAX_ATTRIBUTES_BYTES} bytes of JSON.")
     shadow_decisions = _shadow_decisions(item, tiers, errors)
 
@@ -305,6 +321,9 @@ def feedback_validate(item: object) -> CleanFeedback | Errors:
     # Optional for feedback: when absent, the time it was received.
     occurred_at = _timestamp(item, "occurred_at", errors) if item.get("occurred_at") is not None else None
     feedback_id = _string(item, "feedback_id", errors, required=False, max_length=MAX_ID)
+    if feedback_id is not None and not feedback_id.strip():
+        # Blank ids would all collide on the unique constraint: later items silently dropped.
+        _add(errors, "feedback_id", "May not be blank.")
     if errors:
         return errors
     return CleanFeedback(decision_id, kind, value, occurred_at, feedback_id)

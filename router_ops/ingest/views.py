@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import exceptions
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -44,6 +45,8 @@ def _respond(result, single: bool) -> Response:
 
 
 class DecisionIngestView(APIView):
+    # The body is read by json_body (JSON only, else 415); declared here so the schema says so.
+    parser_classes = [JSONParser]
     permission_classes = [CanIngest]
     throttle_classes = [KeyRateThrottle]
     throttle_scope = "ingest"
@@ -69,6 +72,8 @@ class DecisionIngestView(APIView):
 
 
 class FeedbackIngestView(APIView):
+    # The body is read by json_body (JSON only, else 415); declared here so the schema says so.
+    parser_classes = [JSONParser]
     permission_classes = [CanIngest]
     throttle_classes = [KeyRateThrottle]
     throttle_scope = "ingest"
