@@ -15,5 +15,6 @@ app.autodiscover_tasks()
 # Periodic work lives here and nowhere else (STYLE.md rule 9).
 app.conf.beat_schedule = {
     "rollups-refresh": {"task": "router_ops.rollups.tasks.rollups_refresh", "schedule": 10.0},
+    "feedback-attach-pending": {"task": "router_ops.ingest.tasks.feedback_attach_pending_task", "schedule": 60.0},
     "segment-backfill-sweep": {"task": "segments.tasks.segment_backfill_sweep_task", "schedule": 300.0},
 }

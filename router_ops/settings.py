@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "router_ops.applications",
     "router_ops.rollouts",
     "router_ops.ingest",
@@ -198,6 +199,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "RouterVersionStatusEnum": "router_ops.rollouts.models.RouterVersion.STATUSES",
         "RolloutStatusEnum": "router_ops.rollouts.models.Rollout.STATUSES",

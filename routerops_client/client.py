@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -37,6 +38,13 @@ def _json_default(value: object) -> str:
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _with_feedback_id(item: dict) -> dict:
+    if not isinstance(item, dict) or item.get("feedback_id"):
+        return item
+    digest = hashlib.sha256(_encode(dict(sorted(item.items())))).hexdigest()[:32]
+    return {**item, "feedback_id": f"fb-{digest}"}
 
 
 def _encode(item: object) -> bytes:
@@ -115,8 +123,12 @@ class RouterOpsClient:
         return self._send("/api/v1/decisions", "decisions", decisions)
 
     def send_feedback(self, items: Sequence[dict]) -> IngestSummary:
-        """Send feedback items ({decision_id, kind, value?, occurred_at?, feedback_id?}) in batches."""
-        return self._send("/api/v1/feedback", "feedback", items)
+        """Send feedback items ({decision_id, kind, value?, occurred_at?, feedback_id?}) in batches.
+
+        An item without `feedback_id` gets one derived from its content, so a retried
+        request never stores the same feedback twice (the server deduplicates on it).
+        """
+        return self._send("/api/v1/feedback", "feedback", [_with_feedback_id(item) for item in items])
 
     def add(self, decision: dict) -> IngestSummary | None:
         """Buffer one decision; when `batch_size` are waiting, send them and return that summary."""

@@ -31,16 +31,16 @@ class DecisionInSerializer(serializers.Serializer):
     prompt = serializers.CharField(required=False, allow_null=True, allow_blank=True)
     messages = MessageSerializer(many=True, required=False, allow_null=True)
     response = serializers.CharField(required=False, allow_null=True, allow_blank=True)
-    prompt_tokens = serializers.IntegerField(min_value=0, required=False, allow_null=True)
-    completion_tokens = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    prompt_tokens = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False, allow_null=True)
+    completion_tokens = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False, allow_null=True)
     latency_ms = serializers.FloatField(min_value=0, required=False, allow_null=True)
-    cost_usd = serializers.FloatField(min_value=0, required=False, allow_null=True, help_text="Computed from prices when absent.")
+    cost_usd = serializers.FloatField(min_value=0, max_value=999_999, required=False, allow_null=True, help_text="Computed from prices when absent.")
     attributes = serializers.DictField(required=False, help_text="Free-form: tenant, user_tier, channel, client, locale, …")
     shadow_decisions = ShadowDecisionSerializer(many=True, required=False)
 
 
 class DecisionBatchInSerializer(serializers.Serializer):
-    decisions = DecisionInSerializer(many=True, max_length=1000)
+    decisions = DecisionInSerializer(many=True, min_length=1, max_length=1000)
 
 
 class ItemErrorSerializer(serializers.Serializer):
@@ -69,7 +69,7 @@ class FeedbackInSerializer(serializers.Serializer):
 
 
 class FeedbackBatchInSerializer(serializers.Serializer):
-    feedback = FeedbackInSerializer(many=True, max_length=1000)
+    feedback = FeedbackInSerializer(many=True, min_length=1, max_length=1000)
 
 
 class ErrorDetailSerializer(serializers.Serializer):

@@ -234,3 +234,27 @@ def feedback_ingest_batch(*, application: Application, items: list) -> IngestRes
     result.accepted = len(inserted)
     result.duplicates += len(clean) - len(inserted)
     return result
+
+
+def feedback_attach_pending(*, batch_size: int = 5000) -> int:
+    """Attach pending feedback whose decision has arrived; return how many were attached.
+
+    Ingestion attaches in both directions, but a decision and its feedback committed
+    at the same moment by two requests can each miss the other; this periodic sweep
+    closes that gap. Uses the `feedback_pending` partial index.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE ingest_feedback f SET decision_id = d.id
+            FROM ingest_decision d
+            WHERE f.id IN (SELECT id FROM ingest_feedback WHERE decision_id IS NULL ORDER BY id LIMIT %(limit)s
+                           FOR UPDATE SKIP LOCKED)
+              AND d.application_id = f.application_id AND d.decision_id = f.decision_key
+            RETURNING d.id
+            """,
+            {"limit": batch_size},
+        )
+        attached = [row[0] for row in cursor.fetchall()]
+        rollup_mark_dirty_for_decisions(decision_ids=attached)
+    return len(attached)

@@ -263,7 +263,11 @@ def test_send_feedback_posts_to_the_feedback_endpoint(fake_api):
         summary = client.send_feedback(items)
     assert summary.accepted == 2
     assert fake_api.requests[0].path == "/api/v1/feedback"
-    assert fake_api.requests[0].body == {"feedback": items}
+    sent = fake_api.requests[0].body["feedback"]
+    # Each item goes out as given plus a content-derived idempotency key.
+    assert [{k: v for k, v in item.items() if k != "feedback_id"} for item in sent] == items
+    assert all(item["feedback_id"].startswith("fb-") for item in sent)
+    assert sent[0]["feedback_id"] != sent[1]["feedback_id"]
 
 
 def test_a_base_url_with_a_path_prefix_is_kept(fake_api):
@@ -349,3 +353,17 @@ def test_end_to_end_a_bad_key_is_refused_without_retries(live_server, owner):
     assert caught.value.status == 401
     assert sleeps == []
     assert Decision.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resent_feedback_is_stored_once(live_server, owner):
+    from router_ops.ingest.models import Feedback
+    from routerops_client import RouterOpsClient
+
+    items = [{"decision_id": "d-1", "kind": "thumbs_down", "occurred_at": "2026-11-24T10:00:00Z"}]
+    with RouterOpsClient(live_server.url, owner.keys["ingest"]) as client:
+        assert client.send_feedback(items).accepted == 1
+        again = client.send_feedback(items)
+    assert (again.accepted, again.duplicates) == (0, 1)
+    assert Feedback.objects.count() == 1
+    assert Feedback.objects.get().feedback_id.startswith("fb-")

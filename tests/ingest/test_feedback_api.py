@@ -247,3 +247,21 @@ def test_it_refuses_a_key_used_for_another_application(owner, outsider):
     assert response.status_code == 403
     assert response.json() == error("permission_denied", "This API key belongs to another application.")
     assert Feedback.objects.count() == 0
+
+
+def test_the_sweep_attaches_feedback_that_missed_its_decision(owner):
+    """Simulates the race: the decision row exists but its feedback stayed pending."""
+    from router_ops.ingest.models import Feedback
+    from router_ops.ingest.services import decision_ingest_batch, feedback_attach_pending, feedback_ingest_batch
+
+    feedback_ingest_batch(application=owner.application, items=[{"decision_id": "race-1", "kind": "retry"}])
+    decision_ingest_batch(
+        application=owner.application,
+        items=[{"decision_id": "race-1", "occurred_at": "2026-11-24T10:00:00Z", "router_version": "v1",
+                "unit_id": "u", "routed_to": "cheap"}],
+    )
+    # Undo the attachment ingestion made, to stand for a concurrent commit that missed it.
+    Feedback.objects.update(decision=None)
+    assert feedback_attach_pending() == 1
+    assert Feedback.objects.get().decision.decision_id == "race-1"
+    assert feedback_attach_pending() == 0
