@@ -221,6 +221,8 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=10)}
+# Judge fan-out has its own queue, so a burst of judging never starves shadow calls.
+CELERY_TASK_ROUTES = {"judging.judge_pair": {"queue": "judge"}}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE: dict = {}  # filled in router_ops/celery.py, the one place periodic work is listed
 

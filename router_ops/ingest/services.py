@@ -9,6 +9,7 @@ from router_ops.applications.models import DEFAULT_TIERS, Application, ModelEndp
 from router_ops.ingest.validation import CleanDecision, CleanFeedback, decision_validate, feedback_validate
 from router_ops.rollouts.models import RouterVersion
 from router_ops.rollups.services import rollup_mark_dirty, rollup_mark_dirty_for_decisions
+from router_ops.shadow.services import shadow_sample_batch
 from segments.membership import segment_matcher
 
 
@@ -99,7 +100,7 @@ WHERE f.application_id = %(app)s AND f.decision_id IS NULL AND f.decision_key = 
 """
 
 
-def decision_ingest_batch(*, application: Application, items: list) -> IngestResult:
+def decision_ingest_batch(*, application: Application, items: list, sample: bool = True) -> IngestResult:
     """Validate and store a batch of decisions; nothing valid is lost.
 
     1. Validate every item; invalid ones are reported by index and skipped.
@@ -108,6 +109,7 @@ def decision_ingest_batch(*, application: Application, items: list) -> IngestRes
        with ON CONFLICT DO NOTHING (a resend is a duplicate, not an error),
        and attach feedback that arrived before its decision.
     A 2xx is answered only after this commit, so an accepted decision is durable.
+    `sample=False` skips shadow sampling (imports of historical traffic).
     """
     result = IngestResult()
     tiers = application_tiers(application)
@@ -169,6 +171,16 @@ def decision_ingest_batch(*, application: Application, items: list) -> IngestRes
             inserted = cursor.fetchall()
             if inserted:
                 cursor.execute(_ATTACH_FEEDBACK, {"app": application.id, "keys": [key for _, key in inserted]})
+        if inserted and sample:
+            # Sampling and the outbox rows commit with the decisions (transactional outbox).
+            position = {d.decision_id: i for i, d in enumerate(clean)}
+            order = [position[key] for _, key in inserted]
+            shadow_sample_batch(
+                application=application,
+                decisions=[clean[i] for i in order],
+                decision_ids=[row_id for row_id, _ in inserted],
+                segment_ids=[segment_ids[i] for i in order],
+            )
         if inserted:
             inserted_keys = {key for _, key in inserted}
             # Last statement of the transaction: see router_ops/rollups/services.py.

@@ -1,0 +1,428 @@
+"""Writes of the shadow pipeline: the sampling policy, sampling at ingestion, the shadow call."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+import orjson
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from router_ops.applications.models import Application, ModelEndpoint
+from router_ops.ingest.validation import CleanDecision
+from router_ops.shadow import budget, outbox, sampling
+from router_ops.shadow.models import SamplingPolicy, SegmentDayCount, ShadowRun, ShadowSample
+from router_ops.shadow.providers import ProviderError, chat_complete
+
+logger = logging.getLogger(__name__)
+
+# How long a process trusts its copy of an application's policy and quota rates.
+# Ingestion reads them once per batch; a policy edit reaches every process within this.
+STATE_TTL_S = 5.0
+
+# -- the sampling policy ----------------------------------------------------------------
+
+
+def sampling_policy_get(*, application: Application) -> SamplingPolicy:
+    policy, _ = SamplingPolicy.objects.get_or_create(application=application)
+    return policy
+
+
+def sampling_policy_update(*, application: Application, **fields) -> SamplingPolicy:
+    """Change the policy; opt-out slugs must name existing segments (a typo must not
+    silently mirror a tenant who opted out)."""
+    from rest_framework.exceptions import ValidationError
+
+    from segments.models import Segment
+
+    slugs = fields.get("opt_out_segments")
+    if slugs:
+        known = set(Segment.objects.filter(application=application, slug__in=slugs).values_list("slug", flat=True))
+        unknown = sorted(set(slugs) - known)
+        if unknown:
+            raise ValidationError({"opt_out_segments": [f"Unknown segment(s): {', '.join(unknown)}."]})
+        fields["opt_out_segments"] = sorted(set(slugs))
+    policy = sampling_policy_get(application=application)
+    for name, value in fields.items():
+        setattr(policy, name, value)
+    policy.full_clean()
+    policy.save()
+    sampling_state_forget(application_id=application.id)
+    return policy
+
+
+# -- sampling state (cached per process) ------------------------------------------------
+
+_state_cache: dict[int, tuple[float, sampling.SamplingState]] = {}
+_state_lock = threading.Lock()
+
+
+def sampling_state_forget(*, application_id: int | None = None) -> None:
+    with _state_lock:
+        if application_id is None:
+            _state_cache.clear()
+        else:
+            _state_cache.pop(application_id, None)
+
+
+def _sampling_state_load(application_id: int, now) -> sampling.SamplingState:
+    from segments.models import Segment
+
+    policy = SamplingPolicy.objects.filter(application_id=application_id).first() or SamplingPolicy()
+    opt_out = frozenset(
+        Segment.objects.filter(application_id=application_id, slug__in=policy.opt_out_segments).values_list(
+            "id", flat=True
+        )
+        if policy.opt_out_segments
+        else ()
+    )
+    today = now.date()
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # eligible today, sampled today, eligible yesterday
+    for segment_id, day, eligible, sampled in SegmentDayCount.objects.filter(
+        application_id=application_id, day__in=[today, today - timedelta(days=1)]
+    ).values_list("segment_id", "day", "eligible", "sampled"):
+        row = counts[segment_id]
+        if day == today:
+            row[0], row[1] = eligible, sampled
+        else:
+            row[2] = eligible
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    elapsed_s = (now - midnight).total_seconds()
+    target = policy.min_judged_per_segment
+    quota_rates = {}
+    if target > 0:
+        for segment_id, (eligible_today, sampled_today, eligible_yesterday) in counts.items():
+            quota_rates[segment_id] = sampling.quota_rate(
+                target=target,
+                sampled_today=sampled_today,
+                eligible_today=eligible_today,
+                eligible_yesterday=eligible_yesterday,
+                elapsed_s=elapsed_s,
+                base_rate=policy.base_rate,
+            )
+    return sampling.SamplingState(
+        base_rate=policy.base_rate,
+        divergence_rate=policy.divergence_rate,
+        reverse_rate=policy.reverse_rate,
+        opt_out_ids=opt_out,
+        quota_rates=quota_rates,
+        unseen_rate=1.0 if target > 0 else policy.base_rate,
+    )
+
+
+def sampling_state(*, application_id: int) -> sampling.SamplingState:
+    """The application's sampling state, reloaded at most every STATE_TTL_S seconds."""
+    now_mono = time.monotonic()
+    cached = _state_cache.get(application_id)
+    if cached is not None and cached[0] > now_mono:
+        return cached[1]
+    state = _sampling_state_load(application_id, timezone.now())
+    with _state_lock:
+        _state_cache[application_id] = (now_mono + STATE_TTL_S, state)
+    return state
+
+
+# -- sampling at ingestion --------------------------------------------------------------
+
+_INSERT_SAMPLES = """
+INSERT INTO shadow_shadowsample (
+    application_id, decision_id, direction, primary_tier, shadow_tier, inclusion_probability, reason, segment_ids
+)
+SELECT %(app)s, s.decision_id, s.direction, s.primary_tier, s.shadow_tier, s.probability, s.reason, s.segment_ids::int[]
+FROM unnest(
+    %(decision_id)s::bigint[], %(direction)s::text[], %(primary_tier)s::text[], %(shadow_tier)s::text[],
+    %(probability)s::float8[], %(reason)s::text[], %(segment_ids)s::text[]
+) AS s(decision_id, direction, primary_tier, shadow_tier, probability, reason, segment_ids)
+ON CONFLICT (decision_id) DO NOTHING
+"""
+
+# Sorted keys: two concurrent ingestion transactions lock the counter rows in the same
+# order, so they queue behind each other instead of deadlocking.
+_UPSERT_COUNTS = """
+INSERT INTO shadow_segmentdaycount (application_id, day, segment_id, eligible, sampled)
+SELECT %(app)s, %(day)s, c.segment_id, c.eligible, c.sampled
+FROM unnest(%(segment_id)s::int[], %(eligible)s::bigint[], %(sampled)s::bigint[]) AS c(segment_id, eligible, sampled)
+ORDER BY c.segment_id
+ON CONFLICT (application_id, day, segment_id) DO UPDATE
+SET eligible = shadow_segmentdaycount.eligible + EXCLUDED.eligible,
+    sampled = shadow_segmentdaycount.sampled + EXCLUDED.sampled
+"""
+
+
+def _segments_literal(ids: list[int]) -> str:
+    return "{" + ",".join(str(i) for i in ids) + "}"
+
+
+def shadow_sample_batch(
+    *,
+    application: Application,
+    decisions: list[CleanDecision],
+    decision_ids: list[int],
+    segment_ids: list[list[int]],
+) -> int:
+    """Decide which of the just-inserted decisions to shadow; insert their outbox rows.
+
+    Called inside the ingestion transaction, so a sampled decision and its pending
+    shadow job commit together (or not at all).
+
+    1. Read the application's sampling state (cached for a few seconds).
+    2. Per decision: π from the policy and quota rates, the decision's own uniform
+       draw, the direction (cheap → strong, or strong → cheap for reverse samples).
+    3. One INSERT of the sampled rows (pending) and one upsert of the per-segment
+       quota counters; after commit, nudge the relay.
+    Returns the number of decisions sampled.
+    """
+    if not decisions:
+        return 0
+    if not (len(decisions) == len(decision_ids) == len(segment_ids)):
+        raise ValueError("decisions, decision_ids and segment_ids must have the same length")
+    state = sampling_state(application_id=application.id)
+    app_id = application.id
+    rows: dict[str, list] = {
+        k: []
+        for k in ("decision_id", "direction", "primary_tier", "shadow_tier", "probability", "reason", "segment_ids")
+    }
+    eligible: dict[int, int] = defaultdict(int)
+    sampled: dict[int, int] = defaultdict(int)
+    decide = sampling.sample_decide
+    for decision, row_id, segments in zip(decisions, decision_ids, segment_ids, strict=True):
+        choice = decide(
+            state,
+            application_id=app_id,
+            decision_id=decision.decision_id,
+            routed_to=decision.routed_to,
+            segment_ids=segments,
+            shadow_decisions=decision.shadow_decisions,
+        )
+        if decision.routed_to == sampling.CHEAP:
+            for segment_id in segments:
+                eligible[segment_id] += 1
+        if choice is None:
+            continue
+        rows["decision_id"].append(row_id)
+        rows["direction"].append(choice.direction)
+        rows["primary_tier"].append(choice.primary_tier)
+        rows["shadow_tier"].append(choice.shadow_tier)
+        rows["probability"].append(choice.probability)
+        rows["reason"].append(choice.reason)
+        rows["segment_ids"].append(_segments_literal(segments))
+        if choice.direction == sampling.UP:
+            for segment_id in segments:
+                sampled[segment_id] += 1
+    if not rows["decision_id"] and not eligible:
+        return 0
+    keys = sorted(eligible)
+    with transaction.atomic(savepoint=False):
+        connection.ensure_connection()
+        # The raw psycopg cursor binds the arrays server-side (as decision_ingest_batch does).
+        with connection.connection.cursor() as cursor:
+            if rows["decision_id"]:
+                cursor.execute(_INSERT_SAMPLES, {"app": app_id, **rows})
+            if keys:
+                cursor.execute(
+                    _UPSERT_COUNTS,
+                    {
+                        "app": app_id,
+                        "day": timezone.now().date(),
+                        "segment_id": keys,
+                        "eligible": [eligible[k] for k in keys],
+                        "sampled": [sampled.get(k, 0) for k in keys],
+                    },
+                )
+        if rows["decision_id"] and getattr(settings, "SHADOW_RELAY_NUDGE", True):
+            transaction.on_commit(outbox.relay_nudge)
+    return len(rows["decision_id"])
+
+
+# -- the shadow call ---------------------------------------------------------------------
+
+
+class ShadowRetry(Exception):
+    """A transient provider failure: the task should try again later."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def decision_messages(decision) -> list[dict] | None:
+    """The chat messages to replay: the decision's messages, else its prompt as one user turn."""
+    messages = decision.messages
+    if isinstance(messages, str):
+        messages = orjson.loads(messages)
+    if isinstance(messages, list):
+        turns = [m for m in messages if isinstance(m, dict)]
+        if turns and turns[-1].get("role") == "assistant":  # the answer itself was logged with the turns
+            turns = turns[:-1]
+        if turns:
+            return turns
+    if decision.prompt:
+        return [{"role": "user", "content": decision.prompt}]
+    return None
+
+
+def endpoint_for_tier(*, application_id: int, tier: str) -> ModelEndpoint | None:
+    return ModelEndpoint.objects.filter(application_id=application_id, tier=tier).order_by("name").first()
+
+
+def _sample_fail(sample_id: int, attempt: int, reason: str) -> bool:
+    return bool(
+        ShadowSample.objects.filter(pk=sample_id, status=ShadowSample.RUNNING, attempts=attempt).update(
+            status=ShadowSample.FAILED, finished_at=timezone.now(), error=reason[:2000]
+        )
+    )
+
+
+def _sample_release(sample_id: int, attempt: int, reason: str) -> None:
+    """Back to enqueued (its retry message is on its way); the lease covers a lost retry."""
+    ShadowSample.objects.filter(pk=sample_id, status=ShadowSample.RUNNING, attempts=attempt).update(
+        status=ShadowSample.ENQUEUED, lease_at=timezone.now(), error=reason[:2000]
+    )
+
+
+def _judge_send(sample_id: int) -> None:
+    from router_ops.celery import app
+
+    try:
+        app.send_task(outbox.TASK_JUDGE_PAIR, args=[sample_id], queue=outbox.QUEUE_JUDGE, retry=False)
+    except Exception as exc:  # the relay sends it instead
+        logger.warning("judge task for sample %s not sent: %s", sample_id, exc)
+        ShadowSample.objects.filter(pk=sample_id, judge_status=ShadowSample.ENQUEUED).update(
+            judge_status=ShadowSample.PENDING
+        )
+
+
+@dataclass(frozen=True)
+class ShadowOutcome:
+    status: str  # skipped | done | failed | superseded
+    reason: str = ""
+
+
+def shadow_run_execute(*, sample_id: int, final_attempt: bool = True) -> ShadowOutcome:
+    """Run one shadow job: the other tier's model on the decision's prompt.
+
+    1. Claim the row (pending/enqueued, or running with a stale lease) → running;
+       a done or failed row, or one running elsewhere, makes this a no-op.
+    2. Find the shadow tier's ModelEndpoint and the prompt; reserve the call's
+       maximum cost under the daily budget (refused → failed "budget: …").
+    3. Call the provider (its adapter retries quickly); a transient failure left
+       over returns the row to enqueued and raises ShadowRetry (unless this is the
+       final attempt), a terminal one marks the row failed with the reason.
+    4. Store the ShadowRun and mark the row done with its judge job enqueued, in one
+       transaction fenced by the attempt number; send the judge task after commit.
+    """
+    attempt = outbox.shadow_claim(sample_id=sample_id)
+    if attempt is None:
+        return ShadowOutcome("skipped")
+    sample = ShadowSample.objects.select_related("decision").get(pk=sample_id)
+    endpoint = endpoint_for_tier(application_id=sample.application_id, tier=sample.shadow_tier)
+    if endpoint is None:
+        reason = f"no model endpoint of tier '{sample.shadow_tier}' is configured"
+        _sample_fail(sample_id, attempt, reason)
+        return ShadowOutcome("failed", reason)
+    messages = decision_messages(sample.decision)
+    if not messages:
+        reason = "the decision has no prompt or messages (redacted or never sent): nothing to mirror"
+        _sample_fail(sample_id, attempt, reason)
+        return ShadowOutcome("failed", reason)
+    max_tokens = int(getattr(settings, "SHADOW_MAX_TOKENS", 1024))
+    reservation = budget.budget_reserve(
+        application_id=sample.application_id, amount=budget.call_cost_max(endpoint, messages, max_tokens)
+    )
+    if reservation is None:
+        reason = "budget: the application's daily shadow budget is spent"
+        _sample_fail(sample_id, attempt, reason)
+        return ShadowOutcome("failed", reason)
+    try:
+        result = chat_complete(
+            endpoint,
+            messages,
+            max_tokens=max_tokens,
+            max_attempts=int(getattr(settings, "SHADOW_PROVIDER_ATTEMPTS", 4)),
+        )
+    except ProviderError as exc:
+        budget.budget_settle(reservation=reservation, actual=0, kind=budget.KIND_SHADOW)
+        if exc.retryable and not final_attempt:
+            _sample_release(sample_id, attempt, exc.reason)
+            raise ShadowRetry(exc.reason, exc.retry_after) from exc
+        _sample_fail(sample_id, attempt, f"provider: {exc.reason}")
+        return ShadowOutcome("failed", exc.reason)
+    except BaseException:
+        budget.budget_settle(reservation=reservation, actual=0, kind=budget.KIND_SHADOW)
+        raise
+    budget.budget_settle(reservation=reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW)
+    now = timezone.now()
+    with transaction.atomic():
+        won = ShadowSample.objects.filter(pk=sample_id, status=ShadowSample.RUNNING, attempts=attempt).update(
+            status=ShadowSample.DONE,
+            finished_at=now,
+            error="",
+            judge_status=ShadowSample.ENQUEUED,
+            judge_lease_at=now,
+        )
+        if not won:  # our lease expired and another delivery took the job over
+            return ShadowOutcome("superseded")
+        ShadowRun.objects.create(
+            sample_id=sample_id,
+            endpoint=endpoint,
+            model=result.model,
+            response=result.text,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost_usd=budget._money(result.cost_usd),
+            latency_ms=result.latency_ms,
+            attempts=result.attempts,
+        )
+        transaction.on_commit(lambda: _judge_send(sample_id))
+    return ShadowOutcome("done")
+
+
+# -- model endpoints (configured through /api/v1/models/) -----------------------------------
+
+
+class ModelInUse(Exception):
+    """An active judge names the model: retire or re-point the judge first."""
+
+
+def _model_name_free(application: Application, name: str, exclude_pk: int | None = None) -> None:
+    from rest_framework.exceptions import ValidationError
+
+    clash = ModelEndpoint.objects.filter(application=application, name=name)
+    if exclude_pk is not None:
+        clash = clash.exclude(pk=exclude_pk)
+    if clash.exists():
+        raise ValidationError({"name": [f"A model named '{name}' already exists in this application."]})
+
+
+def model_endpoint_create(*, application: Application, **fields) -> ModelEndpoint:
+    _model_name_free(application, fields["name"])
+    return ModelEndpoint.objects.create(application=application, **fields)
+
+
+def model_endpoint_update(*, endpoint: ModelEndpoint, **fields) -> ModelEndpoint:
+    if "name" in fields:
+        _model_name_free(endpoint.application, fields["name"], exclude_pk=endpoint.pk)
+    for name, value in fields.items():
+        setattr(endpoint, name, value)
+    endpoint.save()
+    return endpoint
+
+
+def model_endpoint_delete(*, endpoint: ModelEndpoint) -> None:
+    from router_ops.judging.models import Judge
+
+    judges = list(
+        Judge.objects.filter(application_id=endpoint.application_id, model=endpoint.name, active=True).values_list(
+            "name", flat=True
+        )
+    )
+    if judges:
+        raise ModelInUse(f"Active judge(s) {', '.join(judges)} use this model; retire or re-point them first.")
+    endpoint.delete()

@@ -1,0 +1,1 @@
+from tests.shadow.conftest import _fresh_sampling_cache, sim  # noqa: F401  (shared fixtures)
