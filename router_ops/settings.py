@@ -111,6 +111,7 @@ INSTALLED_APPS = [
     "router_ops.judging",
     "router_ops.rollups",
     "router_ops.alerts",
+    "router_ops.review",
     "router_ops.dashboard",
     "segments",
 ]

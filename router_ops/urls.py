@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from router_ops.api import ops
 from router_ops.api.errors import json_error
 from router_ops.ingest.views import DecisionIngestView, FeedbackIngestView
+from router_ops.review.urls import api_urlpatterns as review_api
 from router_ops.rollouts.urls import api_urlpatterns as rollouts_api
 from router_ops.rollups.views import SegmentStatsView
 from router_ops.judging.urls import api_urlpatterns as judging_api
@@ -32,10 +33,12 @@ urlpatterns = [
     *shadow_api,
     *judging_api,
     *rollouts_api,
+    *review_api,
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("router_ops.review.page_urls")),
     path("", include("router_ops.dashboard.urls")),
 ]
 

@@ -1,0 +1,1 @@
+"""Benchmarks (not part of the application): `make bench` runs bench/ingest.py."""
