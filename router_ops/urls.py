@@ -39,6 +39,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("router_ops.review.page_urls")),
+    path("", include("segments.page_urls")),
     path("", include("router_ops.dashboard.urls")),
 ]
 

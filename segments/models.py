@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
+from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from router_ops.applications.models import Application
 from segments import dsl
@@ -145,3 +146,138 @@ class Dimension(models.Model):
                 return
             if path.field and path.type == dsl.TEXT:
                 raise ValidationError({"bucket_edges": f"'{self.path}' is text; only numeric paths are bucketed."})
+
+
+class DiscoveryRun(models.Model):
+    """One scan for under-performing slices (segments/discovery.py) and what it saw.
+
+    pending ──task claims──▶ running ──▶ done | failed. At most one open (pending or
+    running) run per application, guarded by a partial unique constraint, so the
+    hourly sweep and a button press cannot start two.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    STATUSES = [(s, s) for s in (PENDING, RUNNING, DONE, FAILED)]
+    TRIGGERS = [(t, t) for t in ("schedule", "api", "page", "admin")]
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="discovery_runs")
+    status = models.CharField(max_length=16, choices=STATUSES, default=PENDING)
+    trigger = models.CharField(max_length=16, choices=TRIGGERS, default="schedule")
+    window = models.DurationField(help_text="Judged samples of decisions that occurred in this window before `window_end`")
+    window_end = models.DateTimeField(null=True, blank=True, help_text="Fixed when the run starts")
+    q = models.FloatField(default=0.05, validators=[MinValueValidator(0.0001), MaxValueValidator(0.5)])
+    min_share = models.FloatField(default=0.01, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    min_n_eff = models.FloatField(default=30.0, validators=[MinValueValidator(1.0)])
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # What the scan saw.
+    samples = models.PositiveIntegerField(default=0, help_text="Judged cheap-routed samples")
+    n_eff = models.FloatField(default=0.0)
+    overall_regret = models.FloatField(null=True, blank=True)
+    candidates = models.PositiveIntegerField(default=0)
+    tested = models.PositiveIntegerField(default=0)
+    discoveries = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["application"], condition=Q(status__in=["pending", "running"]), name="discoveryrun_one_open_per_app"
+            ),
+            models.CheckConstraint(condition=Q(q__gt=0) & Q(q__lt=1), name="discoveryrun_q_0_1"),
+        ]
+        indexes = [
+            # discovery_latest_run: an application's newest finished run.
+            models.Index(fields=["application", "status", "-finished_at"], name="discoveryrun_app_latest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"discovery run {self.pk} of {self.application.slug} ({self.status})"
+
+
+class Discovery(models.Model):
+    """One slice a discovery run tested: its regret against its complement.
+
+    `rank` is set on discoveries (significant after Benjamini–Hochberg), 1 = most
+    impact; `explained_by` names a smaller discovery that accounts for this one.
+    """
+
+    run = models.ForeignKey(DiscoveryRun, on_delete=models.CASCADE, related_name="findings")
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")
+    rule = models.TextField()
+    kind = models.CharField(max_length=8, choices=[("single", "single"), ("cross", "cross")])
+    traffic_share = models.FloatField(help_text="Estimated share of cheap-routed traffic in the slice")
+    regret = models.FloatField()
+    regret_low = models.FloatField()
+    regret_high = models.FloatField()
+    complement_regret = models.FloatField()
+    excess_regret = models.FloatField(help_text="regret − complement regret")
+    p_value = models.FloatField()
+    adjusted_p_value = models.FloatField(help_text="Benjamini–Hochberg adjusted")
+    n = models.PositiveIntegerField()
+    n_eff = models.FloatField()
+    impact = models.FloatField(help_text="traffic share × excess regret")
+    significant = models.BooleanField()
+    explained_by = models.TextField(blank=True)
+    rank = models.PositiveIntegerField(null=True, blank=True)
+    promoted_segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["run", "rank", "adjusted_p_value", "id"]
+        verbose_name_plural = "discoveries"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "rank"], name="discovery_rank_unique_per_run"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.rank or '–'} {self.rule}"
+
+
+class EvalSet(models.Model):
+    """An uploaded offline evaluation set: items with the traffic's attributes and
+    whether the router's offline choice was right (segments/evalsets.py)."""
+
+    FORMATS = [("jsonl", "JSON Lines"), ("csv", "CSV")]
+
+    application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="eval_sets")
+    name = models.CharField(max_length=200)
+    format = models.CharField(max_length=8, choices=FORMATS)
+    filename = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    items_count = models.PositiveIntegerField(default=0, help_text="Rows kept")
+    rejected_count = models.PositiveIntegerField(default=0, help_text="Rows refused")
+    errors = models.JSONField(default=list, blank=True, help_text="The first line-numbered errors")
+    correct_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["application", "-created_at", "-id"]
+        constraints = [models.CheckConstraint(condition=Q(correct_count__lte=F("items_count")), name="evalset_correct_le_items")]
+
+    def __str__(self) -> str:
+        return f"{self.application.slug}:{self.name}"
+
+    @property
+    def offline_accuracy(self) -> float | None:
+        return self.correct_count / self.items_count if self.items_count else None
+
+
+class EvalItem(models.Model):
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="items")
+    line = models.PositiveIntegerField(help_text="Line of the uploaded file")
+    prompt = models.TextField(null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    routed_to = models.CharField(max_length=32, help_text="The router's offline choice")
+    correct = models.BooleanField(help_text="Whether that choice was right")
+
+    class Meta:
+        ordering = ["eval_set", "line"]
+        # evalset_compare reads an eval set's items; the FK index serves it.
+
+    def __str__(self) -> str:
+        return f"item at line {self.line}"

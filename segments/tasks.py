@@ -24,3 +24,17 @@ def segment_backfill_sweep_task() -> int:
     from segments.services import segment_backfill_sweep
 
     return segment_backfill_sweep()
+
+
+@shared_task(acks_late=True)
+def discovery_run_task(run_id: int) -> None:
+    from segments.discovery import discovery_run
+
+    discovery_run(run_id)
+
+
+@shared_task(acks_late=True)
+def discovery_sweep_task() -> int:
+    from segments.discovery import discovery_sweep
+
+    return discovery_sweep()

@@ -1,4 +1,5 @@
-"""API of the segments app (API.md): /api/v1/segments/, /api/v1/dimensions/.
+"""API of the segments app (API.md): /api/v1/segments/, /api/v1/dimensions/,
+/api/v1/discoveries/, /api/v1/eval-sets/.
 
 Reads need the `read` scope, writes `admin`. Objects of another application are 404.
 """
@@ -7,18 +8,35 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from types import SimpleNamespace
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, permissions, status
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from router_ops.api.errors import Conflict, PayloadTooLarge
 from router_ops.applications.access import CanAdmin, CanRead, request_application
+from segments import evalset_parse
 from segments import serializers as s
-from segments.models import Dimension, Segment
+from segments.discovery import (
+    discovery_latest_run,
+    discovery_list,
+    discovery_open_run,
+    discovery_promote,
+    discovery_run_request,
+)
+from segments.evalset_parse import MAX_BYTES as MAX_EVAL_BYTES
+from segments.evalset_parse import guess_format
+from segments.evalsets import DimensionError, evalset_compare, evalset_create, evalset_delete, evalset_list
+from segments.models import Dimension, Discovery, EvalSet, Segment
 from segments.selectors import dimension_list, dimension_slices, segment_list
 from segments.services import (
     dimension_create,
@@ -198,3 +216,182 @@ class DimensionSlicesView(APIView):
         window = parse_window(request.query_params.get("window", "7d"))
         results = dimension_slices(application=application, window=window)
         return Response(s.DimensionSlicesSerializer(results, many=True).data)
+
+
+# --- discovery (/api/v1/discoveries/) ---------------------------------------------------------
+
+
+class DiscoveryListView(APIView):
+    """The latest finished discovery run and its ranked findings (`?all=1`: every tested slice)."""
+
+    permission_classes = [CanRead]
+
+    @extend_schema(
+        operation_id="discoveries_list",
+        parameters=[OpenApiParameter("all", bool, description="Include slices that were tested but not significant")],
+        responses=s.DiscoveryListOutSerializer,
+    )
+    def get(self, request):
+        application = request_application(request)
+        include_all = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+        run = discovery_latest_run(application=application)
+        findings = list(discovery_list(run=run, include_all=include_all)) if run else []
+        body = {"run": run, "open_run": discovery_open_run(application=application), "findings": findings}
+        return Response(s.DiscoveryListOutSerializer(body).data)
+
+
+class DiscoveryRunView(APIView):
+    """Queue a discovery run now (202), or return the one already queued or running (200)."""
+
+    permission_classes = [CanAdmin]
+
+    @extend_schema(operation_id="discoveries_run", request=s.DiscoveryRunInSerializer, responses={202: s.DiscoveryRunOutSerializer, 200: s.DiscoveryRunOutSerializer})
+    def post(self, request):
+        application = request_application(request)
+        data = dict(_input(s.DiscoveryRunInSerializer, request))
+        if "window" in data:
+            data["window"] = parse_window(data["window"])
+        run, created = discovery_run_request(application=application, trigger="api", **data)
+        return Response(s.DiscoveryRunOutSerializer(run).data, status=202 if created else 200)
+
+
+def _discovery(request, pk: int) -> Discovery:
+    return get_object_or_404(Discovery.objects.select_related("promoted_segment", "application"), pk=pk, application=request_application(request))
+
+
+class DiscoveryDetailView(APIView):
+    permission_classes = [CanRead]
+
+    @extend_schema(operation_id="discoveries_retrieve", responses=s.DiscoveryOutSerializer)
+    def get(self, request, pk: int):
+        return Response(s.DiscoveryOutSerializer(_discovery(request, pk)).data)
+
+
+class DiscoveryPromoteView(APIView):
+    """"Make this a segment": a segment with the finding's rule, backfilled."""
+
+    permission_classes = [CanAdmin]
+
+    @extend_schema(operation_id="discoveries_promote", request=s.DiscoveryPromoteInSerializer, responses={201: s.SegmentOutSerializer})
+    def post(self, request, pk: int):
+        discovery = _discovery(request, pk)
+        data = _input(s.DiscoveryPromoteInSerializer, request)
+        if discovery.promoted_segment_id:
+            raise Conflict(f"Already made into the segment {discovery.promoted_segment.slug!r}.")
+        segment = _write(lambda: discovery_promote(discovery=discovery, **data))
+        return Response(s.SegmentOutSerializer(segment).data, status=status.HTTP_201_CREATED)
+
+
+# --- eval sets (/api/v1/eval-sets/) -------------------------------------------------------------
+
+
+class _NoFormatOverride(DefaultContentNegotiation):
+    """`?format=csv` names the upload's format here, not a response renderer."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
+
+
+def _upload(request) -> tuple[bytes, str, str, str]:
+    """(data, format, filename, name) from a multipart `file` or a raw body."""
+    content_type = request.META.get("CONTENT_TYPE", "")
+    params = request.query_params
+    if content_type.startswith("multipart/form-data"):
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise exceptions.ValidationError({"file": ["Attach the eval set as the multipart field 'file'."]})
+        if upload.size > MAX_EVAL_BYTES:
+            raise PayloadTooLarge(f"The file has {upload.size} bytes; the limit is {MAX_EVAL_BYTES}.")
+        fmt = request.data.get("format") or params.get("format") or guess_format(upload.name, upload.content_type)
+        return upload.read(), fmt, upload.name, request.data.get("name") or params.get("name") or upload.name
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > MAX_EVAL_BYTES:
+        raise PayloadTooLarge(f"Body of {declared} bytes exceeds the limit of {MAX_EVAL_BYTES} bytes.")
+    try:
+        data = request._request.body
+    except RequestDataTooBig:
+        raise PayloadTooLarge(f"Body exceeds the limit of {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.") from None
+    fmt = params.get("format") or guess_format(content_type=content_type)
+    return data, fmt, "", params.get("name", "")
+
+
+class EvalSetListView(ReadOrAdmin, APIView):
+    parser_classes = [MultiPartParser, FormParser]
+    content_negotiation_class = _NoFormatOverride
+
+    @extend_schema(operation_id="eval_sets_list", responses=s.EvalSetOutSerializer(many=True))
+    def get(self, request):
+        return Response(s.EvalSetOutSerializer(evalset_list(application=request_application(request)), many=True).data)
+
+    @extend_schema(
+        operation_id="eval_sets_create",
+        description=evalset_parse.__doc__,
+        parameters=[
+            OpenApiParameter("format", str, description="jsonl or csv (or from the file name / Content-Type)"),
+            OpenApiParameter("name", str, description="A name for the eval set (default: the file name)"),
+        ],
+        request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}, "format": {"type": "string"}, "name": {"type": "string"}}},
+                 "text/csv": {"type": "string"}, "application/x-ndjson": {"type": "string"}},
+        responses={201: s.EvalSetOutSerializer},
+    )
+    def post(self, request):
+        application = request_application(request)
+        data, fmt, filename, name = _upload(request)
+        if fmt not in evalset_parse.FORMATS:
+            raise exceptions.ValidationError(
+                {"format": [f"Say which format: format=jsonl or format=csv (got {fmt!r})." if fmt else "Say which format: format=jsonl or format=csv."]}
+            )
+        if len(name) > 200:
+            raise exceptions.ValidationError({"name": ["At most 200 characters."]})
+        try:
+            eval_set, report = evalset_create(
+                application=application, name=name, data=data, fmt=fmt, filename=filename, created_by=request.user
+            )
+        except evalset_parse.EvalFileError as exc:
+            if exc.code == "too_large":
+                raise PayloadTooLarge(str(exc)) from None
+            raise exceptions.ValidationError({"file": [str(exc)]}) from None
+        if eval_set is None:
+            raise exceptions.ValidationError(
+                {"file": [f"No valid row; {report.rejected} rejected."], "rows": [str(e) for e in report.errors]}
+            )
+        return Response(s.EvalSetOutSerializer(eval_set).data, status=status.HTTP_201_CREATED)
+
+
+def _eval_set(request, pk: int) -> EvalSet:
+    return get_object_or_404(EvalSet.objects.select_related("application"), pk=pk, application=request_application(request))
+
+
+class EvalSetDetailView(ReadOrAdmin, APIView):
+    @extend_schema(operation_id="eval_sets_retrieve", responses=s.EvalSetOutSerializer)
+    def get(self, request, pk: int):
+        return Response(s.EvalSetOutSerializer(_eval_set(request, pk)).data)
+
+    @extend_schema(operation_id="eval_sets_destroy", responses={204: None})
+    def delete(self, request, pk: int):
+        evalset_delete(eval_set=_eval_set(request, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EvalSetCompareView(APIView):
+    permission_classes = [CanRead]
+
+    @extend_schema(
+        operation_id="eval_sets_compare",
+        parameters=[
+            OpenApiParameter("window", str, description="Traffic window, e.g. 24h, 7d (default 7d)"),
+            OpenApiParameter("dimension", str, description="An attribute path to compare by, e.g. channel"),
+        ],
+        responses=s.EvalSetComparisonSerializer,
+    )
+    def get(self, request, pk: int):
+        eval_set = _eval_set(request, pk)
+        window = parse_window(request.query_params.get("window", "7d"))
+        dimension = request.query_params.get("dimension") or None
+        try:
+            comparison = evalset_compare(eval_set=eval_set, window=window, dimension=dimension)
+        except DimensionError as exc:
+            raise exceptions.ValidationError({"dimension": [str(exc)]}) from None
+        return Response(s.EvalSetComparisonSerializer(comparison).data)
