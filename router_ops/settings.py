@@ -225,14 +225,23 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 # Judge fan-out has its own queue, so a burst of judging never starves shadow calls.
 CELERY_TASK_ROUTES = {"judging.judge_pair": {"queue": "judge"}}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict = {}  # filled in router_ops/celery.py, the one place periodic work is listed
+CELERY_BEAT_SCHEDULE: dict = {}
+
+# Shadow pipeline (router_ops/shadow): a job whose lease is older than SHADOW_LEASE_S is
+# sent again (keep it above the longest possible call); shadow answers are capped at
+# SHADOW_MAX_TOKENS (the RouteLLM replay needs ≥ 1125 for MT-Bench's longest answers).
+SHADOW_LEASE_S = env_int("SHADOW_LEASE_S", 600, minimum=30)
+SHADOW_MAX_TOKENS = env_int("SHADOW_MAX_TOKENS", 2048, minimum=16)
+SHADOW_PROVIDER_ATTEMPTS = env_int("SHADOW_PROVIDER_ATTEMPTS", 4, minimum=1)
+SHADOW_TASK_MAX_RETRIES = env_int("SHADOW_TASK_MAX_RETRIES", 3, minimum=0)  # filled in router_ops/celery.py, the one place periodic work is listed
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx logs every provider call at INFO: too chatty for workers.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
 }
 
 # Static files are served by WhiteNoise straight from the app folders (no collectstatic step needed).
