@@ -208,6 +208,16 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# Alerts: email (console by default; SMTP from the environment) and links back to the dashboard.
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "routerops@localhost")
+ROUTEROPS_BASE_URL = env("ROUTEROPS_BASE_URL", "http://127.0.0.1:8000")
+
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Celery: Redis broker; JSON only (a root worker refuses pickle); tasks ack late so a

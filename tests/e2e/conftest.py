@@ -62,7 +62,7 @@ def screenshot(page):
 def logged_in(page, live_server, django_user_model):
     """A page logged in as a superuser through the real login form."""
 
-    def login(username: str = "ops-admin", password: str = "correct horse battery"):
+    def login(username: str = "ops-admin", password: str = "correct horse battery"):  # noqa: S107
         if not django_user_model.objects.filter(username=username).exists():
             django_user_model.objects.create_superuser(username=username, email="", password=password)
         page.goto(f"{live_server.url}/accounts/login/")

@@ -1,0 +1,1 @@
+from tests.dashboard.conftest import member  # noqa: F401  (the shared page personas)
