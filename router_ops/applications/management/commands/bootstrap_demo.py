@@ -28,6 +28,61 @@ def _saved_key_valid(path: Path) -> bool:
     return api_key is not None and key_matches(key, api_key.key_hash, settings.API_KEY_PEPPER)
 
 
+DEMO_SEGMENTS = (
+    ("enterprise-scripted-api", "Enterprise scripted API", 'channel == "api" and user_tier == "enterprise"'),
+    ("enterprise-ui", "Enterprise web users", 'channel == "ui" and user_tier == "enterprise"'),
+    ("pro-analysis", "Pro web users", 'user_tier == "pro"'),
+    ("team-api", "Team API integrations", 'channel == "api" and user_tier == "team"'),
+    ("consumer", "Consumer chat", 'user_tier == "free"'),
+    ("long-prompts", "Long prompts (≥ 2000 tokens)", "prompt_tokens >= 2000"),
+)
+DEMO_DIMENSIONS = ("channel", "user_tier", "client", "locale", "tenant")
+
+
+def _demo_world(application) -> None:
+    """The demo's router versions, judge, sampling policy, segments and dimensions (idempotent)."""
+    from router_ops.judging.models import Judge
+    from router_ops.judging.services import judge_prompt_default
+    from router_ops.rollouts.actors import Actor
+    from router_ops.rollouts.models import RouterVersion
+    from router_ops.rollouts.services import router_version_activate_initial
+    from router_ops.shadow.models import SamplingPolicy
+    from segments.models import Dimension, Segment
+    from segments.services import dimension_create, segment_create
+
+    v1, _ = RouterVersion.objects.get_or_create(
+        application=application, name="v1", defaults={"config": {"threshold": 0.5}, "notes": "baseline router"}
+    )
+    if not RouterVersion.objects.filter(application=application, status=RouterVersion.STATUS_ACTIVE).exists():
+        router_version_activate_initial(version=v1, actor=Actor.system(), reason="demo baseline")
+    RouterVersion.objects.get_or_create(
+        application=application,
+        name="v2",
+        defaults={
+            "status": RouterVersion.STATUS_SHADOW,
+            "config": {"threshold": 0.5, "bulk_to_strong": True},
+            "notes": "candidate: sends scripted BULK- prompts to the strong tier (runs as a shadow router)",
+        },
+    )
+    prompt = judge_prompt_default()
+    Judge.objects.get_or_create(
+        application=application,
+        name="sim-judge",
+        defaults={"kind": Judge.KIND_PAIRWISE_LLM, "model": "sim-judge", "prompt_version": prompt.version},
+    )
+    SamplingPolicy.objects.update_or_create(
+        application=application,
+        defaults={"base_rate": 0.05, "min_judged_per_segment": 200, "divergence_rate": 0.5, "reverse_rate": 0.02,
+                  "daily_budget_usd": 5},
+    )
+    for slug, name, rule in DEMO_SEGMENTS:
+        if not Segment.objects.filter(application=application, slug=slug).exists():
+            segment_create(application=application, slug=slug, name=name, rule=rule)
+    for path in DEMO_DIMENSIONS:
+        if not Dimension.objects.filter(application=application, path=path).exists():
+            dimension_create(application=application, path=path, min_share=0.02)
+
+
 class Command(BaseCommand):
     help = "Create the demo admin user, demo application, simulated model endpoints and an API key."
 
@@ -35,11 +90,13 @@ class Command(BaseCommand):
         parser.add_argument("--slug", default="demo")
         parser.add_argument("--sim-url", default="http://127.0.0.1:8100/v1", help="simulated provider base URL")
         parser.add_argument("--username", default="admin")
+        parser.add_argument("--var-dir", default=str(VAR), help="where the password and key files go")
 
-    def handle(self, *args, slug, sim_url, username, **options):
-        VAR.mkdir(exist_ok=True)
+    def handle(self, *args, slug, sim_url, username, var_dir, **options):
+        var = Path(var_dir)
+        var.mkdir(parents=True, exist_ok=True)
         User = get_user_model()
-        password_file = VAR / "demo_admin_password"
+        password_file = var / "demo_admin_password"
         user = User.objects.filter(username=username).first()
         if user is None:
             password = os.environ.get("DEMO_ADMIN_PASSWORD") or secrets.token_urlsafe(9)
@@ -69,7 +126,9 @@ class Command(BaseCommand):
                 },
             )
 
-        key_file = VAR / "demo_api_key"
+        _demo_world(application)
+
+        key_file = var / "demo_api_key"
         if not _saved_key_valid(key_file):
             _, plaintext = api_key_create(
                 application=application, scopes=["ingest", "read", "admin"], name="demo traffic generator"
