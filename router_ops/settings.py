@@ -112,11 +112,13 @@ INSTALLED_APPS = [
     "router_ops.rollups",
     "router_ops.alerts",
     "router_ops.review",
+    "router_ops.privacy",
     "router_ops.dashboard",
     "segments",
 ]
 
 MIDDLEWARE = [
+    "router_ops.observability.RequestIdMiddleware",  # first: every log line below carries the request id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -186,6 +188,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "router_ops.api.errors.exception_handler",
+    # JSON only; uploads (eval sets) declare their own parsers.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_THROTTLE_RATES": {
         # Per API key, per web process (a local-memory counter: no network hop on the hot path).
@@ -218,7 +222,21 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "routerops@localhost")
 ROUTEROPS_BASE_URL = env("ROUTEROPS_BASE_URL", "http://127.0.0.1:8000")
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Login throttling must count across all web processes, and must not depend on Redis being up.
+    "security": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "routerops_cache"},
+}
+LOGIN_THROTTLE_CACHE = "security"
+
+# /metrics: a bearer token for Prometheus (or an admin key / a superuser session).
+METRICS_TOKEN = env("METRICS_TOKEN", "") or ""
+# Provider base URLs a configured model may point at (no SSRF into the host's network).
+PROVIDER_URL_ALLOWLIST = env(
+    "PROVIDER_URL_ALLOWLIST",
+    "127.0.0.1,localhost,api.openai.com,api.anthropic.com,api.mistral.ai,api.groq.com,api.together.xyz,"
+    "api.fireworks.ai,openrouter.ai,generativelanguage.googleapis.com,*.openai.azure.com",
+)
 
 # Celery: Redis broker; JSON only (a root worker refuses pickle); tasks ack late so a
 # killed worker's message is redelivered.
@@ -248,7 +266,14 @@ SHADOW_TASK_MAX_RETRIES = env_int("SHADOW_TASK_MAX_RETRIES", 3, minimum=0)  # fi
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "router_ops.observability.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "router_ops.observability.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["request_id"], "formatter": env("LOG_FORMAT", "json")}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     # httpx logs every provider call at INFO: too chatty for workers.
     "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},

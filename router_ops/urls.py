@@ -3,6 +3,8 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from router_ops.api import ops
+from router_ops.api.metrics import metrics
+from router_ops.security import ThrottledLoginView
 from router_ops.api.errors import json_error
 from router_ops.ingest.views import DecisionIngestView, FeedbackIngestView
 from router_ops.review.urls import api_urlpatterns as review_api
@@ -36,7 +38,9 @@ urlpatterns = [
     *review_api,
     path("healthz", ops.healthz, name="healthz"),
     path("readyz", ops.readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("admin/", admin.site.urls),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("router_ops.review.page_urls")),
     path("", include("segments.page_urls")),

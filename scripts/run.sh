@@ -9,6 +9,7 @@ export ROUTEROPS_SIM_PORT=${ROUTEROPS_SIM_PORT:-8100}
 
 mkdir -p var/static
 $PY manage.py migrate --noinput -v0
+$PY manage.py createcachetable
 $PY manage.py bootstrap_demo --sim-url "http://127.0.0.1:${ROUTEROPS_SIM_PORT}/v1"
 
 cat <<MSG

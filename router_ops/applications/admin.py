@@ -1,7 +1,9 @@
+from django import forms
 from django.contrib import admin, messages
 
 from router_ops.applications.models import ApiKey, Application, Membership, ModelEndpoint
 from router_ops.applications.services import api_key_create, api_key_revoke
+from router_ops.applications.ssrf import base_url_check
 
 
 class MembershipInline(admin.TabularInline):
@@ -63,8 +65,23 @@ class ApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
 
 
+class ModelEndpointForm(forms.ModelForm):
+    class Meta:
+        model = ModelEndpoint
+        fields = "__all__"
+
+    def clean_base_url(self):
+        value = self.cleaned_data["base_url"]
+        try:
+            base_url_check(value, resolve=False)  # the allowlist; DNS is checked at call time
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return value
+
+
 @admin.register(ModelEndpoint)
 class ModelEndpointAdmin(admin.ModelAdmin):
+    form = ModelEndpointForm
     list_display = ["name", "application", "tier", "model", "base_url", "input_price_per_mtok", "output_price_per_mtok"]
     list_filter = ["application", "tier", "provider"]
     search_fields = ["name", "model"]

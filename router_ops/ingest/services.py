@@ -8,6 +8,7 @@ from django.db import connection, transaction
 
 from router_ops.applications.models import DEFAULT_TIERS, Application, ModelEndpoint
 from router_ops.ingest.validation import CleanDecision, CleanFeedback, decision_validate, feedback_validate
+from router_ops.privacy.services import privacy_apply
 from router_ops.rollouts.models import RouterVersion
 from router_ops.rollups.services import rollup_mark_dirty, rollup_mark_dirty_for_decisions
 from router_ops.shadow.services import shadow_sample_batch
@@ -132,6 +133,8 @@ def decision_ingest_batch(*, application: Application, items: list, sample: bool
     if not clean:
         return result
 
+    # Redaction (and the store-text switch) before anything is stored, matched or mirrored.
+    clean = privacy_apply(application=application, decisions=clean)
     cost = _price_lookup(application)
     costs = [d.cost_usd if d.cost_usd is not None else cost(d) for d in clean]
     # Membership of every active segment, computed here (µs per decision) so that

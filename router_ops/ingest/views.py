@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from router_ops.api.body import json_body
+from router_ops.api.metrics import ingest_record
 from router_ops.applications.access import CanIngest, KeyRateThrottle, request_application
 from router_ops.ingest import serializers as s
 from router_ops.ingest.services import decision_ingest_batch, feedback_ingest_batch
@@ -44,7 +45,28 @@ def _respond(result, single: bool) -> Response:
     return Response(result.as_response(), status=207 if result.rejected else 200)
 
 
-class DecisionIngestView(APIView):
+class IngestMetricsMixin:
+    """Counts every ingestion request and its items for /metrics (errors included)."""
+
+    metrics_kind = ""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        data = response.data if isinstance(getattr(response, "data", None), dict) else {}
+        application = getattr(request, "_routerops_application", None)
+        ingest_record(
+            kind=self.metrics_kind,
+            status=response.status_code,
+            application_id=application.id if application is not None else None,
+            accepted=data.get("accepted", 0),
+            duplicates=data.get("duplicates", 0),
+            rejected=data.get("rejected", 0),
+        )
+        return response
+
+
+class DecisionIngestView(IngestMetricsMixin, APIView):
+    metrics_kind = "decisions"
     # The body is read by json_body (JSON only, else 415); declared here so the schema says so.
     parser_classes = [JSONParser]
     permission_classes = [CanIngest]
@@ -71,7 +93,8 @@ class DecisionIngestView(APIView):
         return _respond(decision_ingest_batch(application=application, items=items), single)
 
 
-class FeedbackIngestView(APIView):
+class FeedbackIngestView(IngestMetricsMixin, APIView):
+    metrics_kind = "feedback"
     # The body is read by json_body (JSON only, else 415); declared here so the schema says so.
     parser_classes = [JSONParser]
     permission_classes = [CanIngest]

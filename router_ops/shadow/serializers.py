@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from router_ops.applications.models import ModelEndpoint
+from router_ops.applications.ssrf import base_url_check
 from router_ops.rollouts.serializers import StrictSerializer
 from router_ops.shadow.models import SamplingPolicy
 
@@ -90,4 +91,8 @@ class ModelEndpointIn(StrictSerializer):
             raise serializers.ValidationError("Must be an http(s) URL, e.g. https://api.openai.com/v1.")
         if "@" in value.split("//", 1)[1].split("/", 1)[0]:
             raise serializers.ValidationError("Must not carry credentials; name them in api_key_env.")
+        try:
+            base_url_check(value, resolve=False)  # DNS is checked at call time (the adapter)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
         return value.rstrip("/")

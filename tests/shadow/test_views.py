@@ -12,7 +12,7 @@ from segments.models import Segment
 MODEL = {
     "name": "gpt-small",
     "tier": "cheap",
-    "base_url": "https://api.example.com/v1/",
+    "base_url": "https://api.openai.com/v1/",
     "model": "small-1",
     "api_key_env": "EXAMPLE_API_KEY",
     "input_price_per_mtok": "0.5",
@@ -77,7 +77,7 @@ class TestModels:
         r = c.post("/api/v1/models/", MODEL, format="json")
         assert r.status_code == 201, r.content
         pk = r.json()["id"]
-        assert r.json()["base_url"] == "https://api.example.com/v1"
+        assert r.json()["base_url"] == "https://api.openai.com/v1"
         assert [m["name"] for m in c.get("/api/v1/models").json()] == ["gpt-small"]
         r = c.patch(f"/api/v1/models/{pk}", {"max_concurrency": 4}, format="json")
         assert r.status_code == 200 and r.json()["max_concurrency"] == 4

@@ -288,6 +288,22 @@ class ChatCall:
 # -- drivers --------------------------------------------------------------------------
 
 
+# Set at start-up by the shadow app (router_ops/shadow/apps.py) to the provider URL
+# allowlist check; raises ValueError for a base URL a model may not point at (SSRF).
+url_check: Callable[[str], None] | None = None
+
+
+def _url_refuse(call: ChatCall) -> None:
+    if url_check is None:
+        return
+    try:
+        url_check(call.endpoint.base_url)
+    except ValueError as exc:
+        # A host that does not resolve may be a passing DNS failure; anything else is a refusal.
+        transient = type(exc).__name__ == "HostUnresolvable"
+        raise ProviderError(f"base URL refused: {exc}", retryable=transient) from None
+
+
 def chat_complete(
     endpoint: Any,
     messages: list[dict],
@@ -303,6 +319,7 @@ def chat_complete(
     (not while backing off), shared with every thread and loop of the process.
     """
     call = ChatCall(endpoint, messages, max_tokens=max_tokens, temperature=temperature, max_attempts=max_attempts)
+    _url_refuse(call)  # resolves the host: checked at call time, not only when the model was saved
     client = sync_client()
     while True:
         with call.limiter.hold():
@@ -331,6 +348,7 @@ async def achat_complete(
 ) -> ChatResult:
     """`chat_complete` for asyncio: same semantics, many calls in flight per thread."""
     call = ChatCall(endpoint, messages, max_tokens=max_tokens, temperature=temperature, max_attempts=max_attempts)
+    await asyncio.to_thread(_url_refuse, call)  # the DNS lookup blocks
     while True:
         async with call.limiter.hold_async():
             call.attempt_begin()

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class Config(AppConfig):
+    name = "router_ops.privacy"
+    label = "privacy"
+    verbose_name = "Privacy and retention"
