@@ -18,6 +18,7 @@ app.conf.beat_schedule = {
     "rollups-refresh": {"task": "router_ops.rollups.tasks.rollups_refresh", "schedule": 10.0},
     "feedback-attach-pending": {"task": "router_ops.ingest.tasks.feedback_attach_pending_task", "schedule": 60.0},
     "alerts-evaluate": {"task": "router_ops.alerts.tasks.alerts_evaluate_task", "schedule": 60.0},
+    "rollouts-sweep": {"task": "router_ops.rollouts.tasks.rollouts_sweep_task", "schedule": 60.0},
     "retention-purge": {"task": "router_ops.privacy.tasks.retention_purge_task", "schedule": 3600.0},
     "discovery-sweep": {"task": "segments.tasks.discovery_sweep_task", "schedule": 3600.0},
     "segment-backfill-sweep": {"task": "segments.tasks.segment_backfill_sweep_task", "schedule": 300.0},

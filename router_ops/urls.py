@@ -44,6 +44,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("router_ops.review.page_urls")),
     path("", include("segments.page_urls")),
+    path("", include("router_ops.rollouts.page_urls")),
     path("", include("router_ops.dashboard.urls")),
 ]
 

@@ -21,6 +21,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from router_ops.rollouts.estimators import METHOD_WEIGHTED, LossComparison
 from router_ops.rollouts.models import Rollout, RolloutStage
 from router_ops.stats.sequential import noninferiority
 
@@ -59,6 +60,9 @@ class SegmentObservation:
     segment: str
     candidate: ArmCounts
     baseline: ArmCounts
+    # Judged samples weighted by 1/π (router_ops/rollouts/estimators.py): when set, the
+    # bounds and the arms' loss rates come from it rather than from the raw counts.
+    comparison: LossComparison | None = None
 
 
 @dataclass(frozen=True)
@@ -78,12 +82,20 @@ EvidenceSource = Callable[[Rollout, RolloutStage], StageObservations]
 
 
 def no_data_source(rollout: Rollout, stage: RolloutStage) -> StageObservations:
-    """Until the judged-sample pipeline exists, gates see no data and stay inconclusive."""
+    """Gates that see no data stay inconclusive (tests use it; so may a paused pipeline)."""
     return StageObservations(source="none", notes=("No judged samples are available yet.",))
 
 
-# Replaced by the judged-sample source when router_ops/judging lands; tests monkeypatch it.
-evidence_source: EvidenceSource = no_data_source
+def judged_samples_source(rollout: Rollout, stage: RolloutStage) -> StageObservations:
+    """The default: judged shadow samples and decisions of the stage's window (evidence.py)."""
+    # Imported here: evidence.py reads the ingest and shadow models, which import rollouts.models.
+    from router_ops.rollouts.evidence import stage_observations
+
+    return stage_observations(rollout, stage)
+
+
+# Tests and simulations replace this on the module (monkeypatch).
+evidence_source: EvidenceSource = judged_samples_source
 
 
 def _r(value: float | None) -> float | None:
@@ -116,6 +128,10 @@ METHOD_STITCHED = "stitched sub-Gaussian confidence sequences (Howard et al. 202
 def _difference_bounds(obs: SegmentObservation, alpha: float) -> tuple[float, float, float, str]:
     """(estimate, lower, upper, method) of candidate − baseline loss rate, jointly valid at level α."""
     c, b = obs.candidate, obs.baseline
+    if obs.comparison is not None:
+        lower, upper = obs.comparison.bounds(alpha)
+        estimate = obs.comparison.estimate()
+        return (lower + upper) / 2 if estimate is None else estimate, lower, upper, METHOD_WEIGHTED
     estimate = c.losses / c.judged - b.losses / b.judged
     if c.observations and b.observations:
         result = noninferiority(c.observations, b.observations, margin=0.0, alpha=alpha)
@@ -125,16 +141,21 @@ def _difference_bounds(obs: SegmentObservation, alpha: float) -> tuple[float, fl
     return estimate, estimate - radius, estimate + radius, METHOD_STITCHED
 
 
-def _arm(counts: ArmCounts) -> dict:
-    return {
-        "judged": counts.judged,
-        "losses": counts.losses,
-        "loss_rate": _r(counts.losses / counts.judged) if counts.judged else None,
-    }
+def _arm(counts: ArmCounts, weighted_loss: float | None = None, weighted: bool = False) -> dict:
+    if weighted:
+        loss_rate = weighted_loss
+    else:
+        loss_rate = counts.losses / counts.judged if counts.judged else None
+    return {"judged": counts.judged, "losses": counts.losses, "loss_rate": _r(loss_rate)}
 
 
 def segment_verdicts(
-    observations: tuple[SegmentObservation, ...], *, margin: float, alpha: float, min_judged: int
+    observations: tuple[SegmentObservation, ...],
+    *,
+    margin: float,
+    alpha: float,
+    min_judged: int,
+    fail_alpha: float | None = None,
 ) -> list[dict]:
     """Non-inferiority per segment, Holm step-down across segments.
 
@@ -144,13 +165,21 @@ def segment_verdicts(
        so far, the rest are tested at level α/(m − k); passing ones are removed and
        the step repeats until none passes. Pass: upper bound ≤ δ (the convention of
        router_ops/stats/sequential.py).
-    3. Fail: lower bound > δ at the Bonferroni level α/m, i.e. clearly worse than
-       the baseline by more than the margin.
+    3. Fail: lower bound > δ at the Bonferroni level α_fail/m, i.e. clearly worse than
+       the baseline by more than the margin. α_fail defaults to α; rollout_gate_evidence
+       splits α over the plan's compared stages, so that a candidate no worse than the
+       baseline is rolled back with probability ≤ α over the whole rollout.
     """
+    fail_alpha = alpha if fail_alpha is None else fail_alpha
     rows: dict[str, dict] = {}
     eligible: list[SegmentObservation] = []
     for obs in sorted(observations, key=lambda o: o.segment):
-        row = {"segment": obs.segment, "candidate": _arm(obs.candidate), "baseline": _arm(obs.baseline)}
+        cmp = obs.comparison
+        row = {
+            "segment": obs.segment,
+            "candidate": _arm(obs.candidate, cmp and cmp.candidate_loss, cmp is not None),
+            "baseline": _arm(obs.baseline, cmp and cmp.baseline_loss, cmp is not None),
+        }
         short = min(obs.candidate.judged, obs.baseline.judged)
         if short < min_judged or short == 0:
             row.update(
@@ -189,7 +218,7 @@ def segment_verdicts(
         if not newly:
             break
     for obs in remaining:
-        level = alpha / m
+        level = fail_alpha / m
         estimate, lower, upper, method = _difference_bounds(obs, level)
         failed = lower > margin
         rows[obs.segment].update(
@@ -321,11 +350,16 @@ def rollout_gate_evidence(rollout: Rollout, *, source: EvidenceSource | None = N
     }
     if stage is not None:
         observations = (source or evidence_source)(rollout, stage)
+        # Each compared stage (one with baseline traffic left) may roll back on its own
+        # data: splitting α between them bounds false rollbacks of the whole rollout by α.
+        compared = max(1, sum(1 for s in stages if s.weight_bp < 10000))
+        fail_alpha = stage.alpha / compared
         segments = segment_verdicts(
             observations.segments,
             margin=stage.margin,
             alpha=stage.alpha,
             min_judged=stage.min_judged_per_segment,
+            fail_alpha=fail_alpha,
         )
         guardrails = {"cost": _cost(observations, rollout.max_cost_ratio), "srm": _srm(observations, stage.weight_bp)}
         verdicts = [s["verdict"] for s in segments] + [g["verdict"] for g in guardrails.values()]
@@ -348,7 +382,9 @@ def rollout_gate_evidence(rollout: Rollout, *, source: EvidenceSource | None = N
                 "test": "non-inferiority of quality loss per request (candidate − baseline < δ)",
                 "bounds": "anytime-valid confidence sequences per arm, α split between arms "
                 f"({METHOD_BETTING} on per-request losses; {METHOD_STITCHED} on counts alone)",
-                "multiplicity": "Holm step-down across segments",
+                "multiplicity": "Holm step-down across segments for pass; Bonferroni across segments and "
+                "compared stages for fail (automatic rollback)",
+                "fail_alpha": _r(fail_alpha),
                 "margin": _r(stage.margin),
                 "alpha": _r(stage.alpha),
                 "min_judged_per_segment": stage.min_judged_per_segment,

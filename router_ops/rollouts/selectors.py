@@ -126,3 +126,15 @@ def routing_assign(*, application: Application, unit_id: str) -> dict:
         "bucket": bucket(application.salt, unit_id),
         "router_version": assign(config["versions"], application.salt, unit_id),
     }
+
+
+def application_for_member(*, user, slug: str) -> Application | None:
+    """The application `slug` if `user` is one of its members (or a superuser); else None."""
+    qs = Application.objects.filter(slug=slug)
+    if not user.is_superuser:
+        qs = qs.filter(memberships__user=user)
+    return qs.first()
+
+
+def rollout_stages(*, rollout: Rollout) -> list[RolloutStage]:
+    return list(RolloutStage.objects.filter(rollout=rollout).order_by("order"))

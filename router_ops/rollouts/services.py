@@ -5,6 +5,7 @@ people clicking at once serialise instead of both acting on stale state.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
@@ -27,6 +28,9 @@ from router_ops.rollouts.actors import (
 )
 from router_ops.rollouts.models import Approval, AuditEvent, Rollout, RolloutStage, RouterVersion
 from router_ops.rollouts.plans import PlanError, plan_build
+
+
+logger = logging.getLogger(__name__)
 
 
 class DetailedConflict(Conflict):
@@ -600,6 +604,20 @@ def _end(rollout: Rollout, *, status: str, retire_candidate: bool, now: datetime
     rollout.ended_at = now
 
 
+def _terminate_locked(*, rollout, actor, reason, retire_candidate, action, status, now, evidence=None) -> None:
+    evidence = evidence or gates.rollout_gate_evidence(rollout)
+    _end(rollout, status=status, retire_candidate=retire_candidate, now=now or timezone.now())
+    _remember(rollout, evidence)
+    audit_record(
+        application=rollout.application,
+        actor=actor,
+        action=action,
+        rollout=rollout,
+        reason=reason,
+        evidence={**evidence, "candidate_status": rollout.candidate.status},
+    )
+
+
 def _terminate(*, rollout, actor, reason, retire_candidate, action, status, now) -> Rollout:
     reason = _require_reason(reason)
     with transaction.atomic():
@@ -607,16 +625,14 @@ def _terminate(*, rollout, actor, reason, retire_candidate, action, status, now)
         actor.require(rollout.application, action)
         if not rollout.is_in_flight:
             raise _conflict(f"The rollout already ended ({rollout.status}).", "rollout_ended")
-        evidence = gates.rollout_gate_evidence(rollout)
-        _end(rollout, status=status, retire_candidate=retire_candidate, now=now or timezone.now())
-        _remember(rollout, evidence)
-        audit_record(
-            application=rollout.application,
-            actor=actor,
-            action=action,
+        _terminate_locked(
             rollout=rollout,
+            actor=actor,
             reason=reason,
-            evidence={**evidence, "candidate_status": rollout.candidate.status},
+            retire_candidate=retire_candidate,
+            action=action,
+            status=status,
+            now=now,
         )
     return rollout
 
@@ -647,3 +663,135 @@ def rollout_rollback(
         status=Rollout.STATUS_ROLLED_BACK,
         now=now,
     )
+
+
+# ---------------------------------------------------------------- the periodic gate sweep
+
+SWEEP_BATCH = 100
+SWEEP_ROLLED_BACK = "rolled_back"
+SWEEP_PAUSED = "paused"
+SWEEP_ADVANCED = "advanced"
+SWEEP_COMPLETED = "completed"
+SWEEP_WAITING = "waiting"
+SWEEP_SKIPPED = "skipped"
+
+
+def rollout_alert(*, rollout: Rollout, kind: str, message: str, evidence: dict) -> None:
+    """Tell people a rollout was stopped by the system: a WARNING log line and an audit row.
+
+    The alerts app (router_ops/alerts) delivers it further when it has a sender: it
+    can read `action="alert"` audit rows, or replace this hook's body with its send call.
+    """
+    logger.warning("rollout %s of %s: %s: %s", rollout.pk, rollout.application.slug, kind, message)
+    audit_record(
+        application=rollout.application,
+        actor=Actor.system(),
+        action="alert",
+        rollout=rollout,
+        reason=message,
+        evidence={"kind": kind, "failing_segments": evidence.get("failing_segments", []), "hash": evidence["hash"]},
+    )
+
+
+def _quality_failures(evidence: dict) -> list[str]:
+    """Segments whose gate fails clearly: the candidate is worse beyond the margin.
+
+    The cost guardrail compares point estimates (no bound yet), so a candidate that
+    costs the same as the baseline reads above 1.0 half the time: its failure blocks
+    advancing (overall = fail) but is not "clear" enough to roll back automatically.
+    """
+    return [s["segment"] for s in evidence["segments"] if s["verdict"] == gates.FAIL]
+
+
+def rollout_sweep_one(*, rollout_id: int, now: datetime | None = None) -> str:
+    """Re-check one running rollout's gates and act on them as the system actor.
+
+    1. Claim the row (FOR UPDATE SKIP LOCKED): a rollout someone is acting on right
+       now is left to the next sweep; a second delivery of the task is harmless.
+    2. A segment's gate fails clearly → roll back at once, naming
+       the failing segments in the reason and the audit evidence, and alert.
+    3. A sample-ratio mismatch → pause and alert: assignment is broken, so the
+       evidence cannot be trusted either way; a person decides.
+    4. Otherwise advance when the stage's requirements hold and the next stage is
+       automatic, or manual with a pending approval, or this is the last stage
+       (its soak done, the rollout completes).
+    """
+    now = now or timezone.now()
+    system = Actor.system()
+    with transaction.atomic():
+        rollout = (
+            Rollout.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("candidate", "baseline", "application")
+            .filter(pk=rollout_id, status=Rollout.STATUS_RUNNING)
+            .first()
+        )
+        if rollout is None:
+            return SWEEP_SKIPPED
+        evidence = gates.rollout_gate_evidence(rollout)
+        failing = _quality_failures(evidence)
+        stage = _stage(rollout, rollout.current_stage)
+        if failing:
+            reason = (
+                f"Automatic rollback at stage {stage.name}: the gate fails clearly in {', '.join(failing)} "
+                f"(candidate worse than {rollout.baseline.name} beyond the margin δ = {stage.margin})."
+            )
+            _terminate_locked(
+                rollout=rollout,
+                actor=system,
+                reason=reason,
+                retire_candidate=False,
+                action=ACTION_ROLLBACK,
+                status=Rollout.STATUS_ROLLED_BACK,
+                now=now,
+                evidence=evidence,
+            )
+            stage.verdict = gates.FAIL
+            stage.save(update_fields=["verdict"])
+            rollout_alert(rollout=rollout, kind="automatic_rollback", message=reason, evidence=evidence)
+            return SWEEP_ROLLED_BACK
+        if evidence["guardrails"].get("srm", {}).get("verdict") == gates.FAIL:
+            srm = evidence["guardrails"]["srm"]
+            reason = (
+                f"Paused at stage {stage.name}: sample-ratio mismatch (p = {srm['p_value']} < {srm['threshold']}; "
+                f"{srm['assigned_candidate']} candidate vs {srm['assigned_baseline']} baseline requests for an "
+                f"expected share of {srm['expected_share']}). Check assignment before resuming."
+            )
+            rollout.status = Rollout.STATUS_PAUSED
+            paused = gates.rollout_gate_evidence(rollout)
+            _remember(rollout, paused)
+            audit_record(
+                application=rollout.application,
+                actor=system,
+                action=ACTION_PAUSE,
+                rollout=rollout,
+                reason=reason,
+                evidence=evidence,
+            )
+            rollout_alert(rollout=rollout, kind="sample_ratio_mismatch", message=reason, evidence=evidence)
+            return SWEEP_PAUSED
+        following = _stage(rollout, rollout.current_stage + 1)
+        ready = (
+            following is None
+            or following.advance == RolloutStage.ADVANCE_AUTO
+            or _pending_approval(following) is not None
+        )
+        if not ready:
+            if evidence["hash"] != rollout.evidence_hash:
+                _remember(rollout, evidence)  # the page shows what an approver would approve
+            return SWEEP_WAITING
+        unmet = _advance_locked(rollout, system, now, reason="Gates pass: advanced by the gate sweep.")
+        if unmet:
+            if evidence["hash"] != rollout.evidence_hash:
+                _remember(rollout, evidence)
+            return SWEEP_WAITING
+        return SWEEP_COMPLETED if following is None else SWEEP_ADVANCED
+
+
+def rollouts_sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> dict[int, str]:
+    """Sweep running rollouts (oldest first, at most `limit`): {rollout id: outcome}."""
+    ids = list(
+        Rollout.objects.filter(status=Rollout.STATUS_RUNNING).order_by("updated_at", "id").values_list("id", flat=True)[
+            :limit
+        ]
+    )
+    return {rollout_id: rollout_sweep_one(rollout_id=rollout_id, now=now) for rollout_id in ids}

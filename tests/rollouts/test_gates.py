@@ -79,13 +79,13 @@ def test_evidence_is_deterministic_and_hashes_verdicts_not_counts(owner, people,
     assert failing["overall"] == "fail" and failing["failing_segments"] == ["enterprise-api"]
 
 
-def test_no_data_is_inconclusive(owner, people, versions, clock):
+def test_no_judged_data_is_inconclusive(owner, people, versions, clock):
     rollout = rollout_request(application=owner.application, actor=people.actor("otto"), candidate=versions["v13"])
     assert gates.rollout_gate_evidence(rollout)["overall"] == "not_started"
     rollout_approve(rollout=rollout, actor=people.actor("anna"), evidence_hash=rollout.evidence_hash, now=clock.now)
     rollout.refresh_from_db()
     result = gates.rollout_gate_evidence(rollout)
-    assert (result["overall"], result["source"], result["segments"]) == ("inconclusive", "none", [])
+    assert (result["overall"], result["source"], result["segments"]) == ("inconclusive", "judged_samples", [])
 
 
 def test_guardrails(owner, people, versions, clock, monkeypatch):
