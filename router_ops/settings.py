@@ -207,6 +207,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "router_ops.api.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "RouterVersionStatusEnum": "router_ops.rollouts.models.RouterVersion.STATUSES",
         "RolloutStatusEnum": "router_ops.rollouts.models.Rollout.STATUSES",
