@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install services stop run test test-faults bench lint fmt
+.PHONY: install services stop run test test-faults bench bench-all load lint fmt
 
 install: $(STAMP)
 
@@ -31,6 +31,20 @@ test: install services
 
 bench: install services
 	@$(PY) bench/ingest.py
+
+# Every benchmark with a bar in an issue (several minutes; the 10M-row dashboard load takes longest).
+bench-all: bench
+	@$(PY) bench/segments.py
+	@$(PY) bench/pipeline.py
+	@$(PY) bench/dashboard.py
+
+# Fault injection with real processes (own PostgreSQL, Redis, web, workers): prints the loss table.
+test-faults: install
+	@$(PY) scripts/faults.py
+
+# Sustained load (default 10 minutes): latency, throughput, outbox lag, backlog, memory over time.
+load: install
+	@$(PY) bench/load.py $(LOAD_ARGS)
 
 lint: install
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

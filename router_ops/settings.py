@@ -254,7 +254,8 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 600, minimum=10)}
+# A message a killed worker held comes back after this; keep it ≥ SHADOW_LEASE_S.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, minimum=10)}
 # Judge fan-out has its own queue, so a burst of judging never starves shadow calls.
 CELERY_TASK_ROUTES = {"judging.judge_pair": {"queue": "judge"}}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -263,7 +264,7 @@ CELERY_BEAT_SCHEDULE: dict = {}
 # Shadow pipeline (router_ops/shadow): a job whose lease is older than SHADOW_LEASE_S is
 # sent again (keep it above the longest possible call); shadow answers are capped at
 # SHADOW_MAX_TOKENS (the RouteLLM replay needs ≥ 1125 for MT-Bench's longest answers).
-SHADOW_LEASE_S = env_int("SHADOW_LEASE_S", 600, minimum=30)
+SHADOW_LEASE_S = env_int("SHADOW_LEASE_S", 300, minimum=30)
 SHADOW_MAX_TOKENS = env_int("SHADOW_MAX_TOKENS", 2048, minimum=16)
 SHADOW_PROVIDER_ATTEMPTS = env_int("SHADOW_PROVIDER_ATTEMPTS", 4, minimum=1)
 SHADOW_TASK_MAX_RETRIES = env_int("SHADOW_TASK_MAX_RETRIES", 3, minimum=0)  # filled in router_ops/celery.py, the one place periodic work is listed

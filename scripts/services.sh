@@ -12,10 +12,16 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-VAR="$ROOT/var"
+# ROUTEROPS_VAR_DIR: another folder for the cluster, pid files and services.env (the
+# fault suite runs private services this way, next to the checkout's own). Ports then
+# derive from that folder's path, so give ROUTEROPS_PG_PORT / ROUTEROPS_REDIS_PORT too.
+# ROUTEROPS_PG_OPTS: extra server options for a throwaway cluster (e.g. "-c fsync=off").
+VAR="${ROUTEROPS_VAR_DIR:-$ROOT/var}"
 mkdir -p "$VAR"
+VAR=$(cd "$VAR" && pwd)
 
-offset=$(( $(printf '%s' "$ROOT" | cksum | cut -d' ' -f1) % 900 ))
+if [ -n "${ROUTEROPS_VAR_DIR:-}" ]; then key=$VAR; else key=$ROOT; fi
+offset=$(( $(printf '%s' "$key" | cksum | cut -d' ' -f1) % 900 ))
 PG_PORT=${ROUTEROPS_PG_PORT:-$(( 54000 + offset ))}
 REDIS_PORT=${ROUTEROPS_REDIS_PORT:-$(( 56000 + offset ))}
 
@@ -73,7 +79,7 @@ pg_start() {
         mkdir -p "$data"
         is_root && chown postgres:postgres "$data"
         chmod 700 "$data"
-        as_pg "$bin/initdb" -D "$data" -U routerops --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        as_pg "$bin/initdb" ${ROUTEROPS_PG_OPTS:+--no-sync} -D "$data" -U routerops --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
     fi
     if as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1; then
         log "PostgreSQL already running ($data)"
@@ -81,7 +87,7 @@ pg_start() {
         log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
         local logfile="$data/server.log"
         as_pg "$bin/pg_ctl" -D "$data" -l "$logfile" -w -t 60 \
-            -o "-p $PG_PORT -k $data -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB" \
+            -o "-p $PG_PORT -k $data -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB ${ROUTEROPS_PG_OPTS:-}" \
             start >/dev/null || { tail -20 "$logfile" >&2; die "PostgreSQL did not start"; }
     fi
     # The application database; createdb fails harmlessly when it exists.
@@ -148,6 +154,7 @@ case "${1:-start}" in
         redis_running && echo "redis: running (:$REDIS_PORT)" || echo "redis: stopped" ;;
     pg-stop) pg_stop ;;
     pg-start) pg_start ;;
+    pg-restart) pg_stop; pg_start ;;
     redis-stop) redis_stop ;;
     redis-start) redis_start ;;
     *) die "usage: $0 start|stop|status" ;;
