@@ -41,7 +41,12 @@ KINDS = [  # (share, attributes, cheap share, regret)
     (0.25, {"channel": "ui", "user_tier": "pro", "tenant": "public"}, 0.3, 0.2),
     (0.12, {"channel": "api", "user_tier": "team", "tenant": "globex"}, 0.8, 0.05),
     (0.08, {"channel": "ui", "user_tier": "enterprise", "tenant": "acme"}, 0.2, 0.15),
-    (0.03, {"channel": "api", "user_tier": "enterprise", "tenant": "acme", "client": "python-requests/2.32"}, 0.9, 0.38),
+    (
+        0.03,
+        {"channel": "api", "user_tier": "enterprise", "tenant": "acme", "client": "python-requests/2.32"},
+        0.9,
+        0.38,
+    ),
 ]
 
 
@@ -81,7 +86,9 @@ def load(app, versions, segments, n: int, rng: random.Random) -> None:
         ) as copy:
             for i in range(n):
                 draw = rng.random()
-                k = next(index for index, (bound, _) in enumerate(cumulative) if draw < bound or index == len(KINDS) - 1)
+                k = next(
+                    index for index, (bound, _) in enumerate(cumulative) if draw < bound or index == len(KINDS) - 1
+                )
                 _, _, cheap_share, regret = KINDS[k]
                 cheap = rng.random() < cheap_share
                 when = start + timedelta(seconds=rng.random() * span)
@@ -108,7 +115,11 @@ def load(app, versions, segments, n: int, rng: random.Random) -> None:
                 pi = 0.02 if cheap else 0.01
                 if rng.random() < pi:
                     bad = rng.random() < (regret if cheap else 0.4)
-                    verdict = ("shadow_better" if bad else "equivalent") if cheap else ("equivalent" if bad else "primary_better")
+                    verdict = (
+                        ("shadow_better" if bad else "equivalent")
+                        if cheap
+                        else ("equivalent" if bad else "primary_better")
+                    )
                     samples.append((decision_pk, cheap, pi, verdict, seg_of_kind[k]))
                 if i and i % 1_000_000 == 0:
                     print(f"  {i:,} decisions copied ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -177,13 +188,22 @@ def run(args) -> None:
     app, created = Application.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
     if created or not HourlyRollup.objects.filter(application=app).exists():
         ModelEndpoint.objects.get_or_create(
-            application=app, name="large", defaults=dict(tier="strong", base_url="http://127.0.0.1:9/v1", model="large",
-                                                          input_price_per_mtok=2.5, output_price_per_mtok=10),
+            application=app,
+            name="large",
+            defaults=dict(
+                tier="strong",
+                base_url="http://127.0.0.1:9/v1",
+                model="large",
+                input_price_per_mtok=2.5,
+                output_price_per_mtok=10,
+            ),
         )
         versions = [RouterVersion.objects.create(application=app, name=f"v{i}") for i in (1, 2)]
         RouterVersion.objects.filter(pk=versions[0].pk).update(status="active")
         segments = [
-            Segment.objects.create(application=app, slug=f"seg-{i:02d}", name=f"Segment {i:02d}", rule=f'tenant == "t{i}"')
+            Segment.objects.create(
+                application=app, slug=f"seg-{i:02d}", name=f"Segment {i:02d}", rule=f'tenant == "t{i}"'
+            )
             for i in range(20)
         ]
         load(app, versions, segments, args.decisions, rng)
@@ -199,8 +219,10 @@ def run(args) -> None:
         while rollup_refresh(batch_size=100):
             pass
         elapsed = time.perf_counter() - t0
-        print(f"rollups: {hours} hours recomputed in {elapsed:.1f} s ({args.decisions / elapsed:,.0f} decisions/s); "
-              f"{HourlyRollup.objects.count():,} rollup rows")
+        print(
+            f"rollups: {hours} hours recomputed in {elapsed:.1f} s ({args.decisions / elapsed:,.0f} decisions/s); "
+            f"{HourlyRollup.objects.count():,} rollup rows"
+        )
 
     version = RouterVersion.objects.get(application=app, name="v1")
     user = get_user_model().objects.filter(username="bench").first() or get_user_model().objects.create_superuser(
@@ -209,7 +231,9 @@ def run(args) -> None:
     client = Client()
     client.force_login(user)
     rows = []
-    med, p95 = timed(lambda: segment_stats(application=app, router_version=version, window=timedelta(days=7)), args.repeat)
+    med, p95 = timed(
+        lambda: segment_stats(application=app, router_version=version, window=timedelta(days=7)), args.repeat
+    )
     rows.append(("segment_stats selector (7d)", med, p95))
     for label, url in (
         ("overview page (7d)", f"/apps/{app.slug}/?window=7d"),

@@ -14,7 +14,11 @@ app.autodiscover_tasks()
 
 # Periodic work lives here and nowhere else (STYLE.md rule 9).
 app.conf.beat_schedule = {
-    "shadow-outbox-relay": {"task": "shadow.outbox_relay", "schedule": 2.0, "options": {"queue": "celery", "expires": 10}},
+    "shadow-outbox-relay": {
+        "task": "shadow.outbox_relay",
+        "schedule": 2.0,
+        "options": {"queue": "celery", "expires": 10},
+    },
     "rollups-refresh": {"task": "router_ops.rollups.tasks.rollups_refresh", "schedule": 10.0},
     "feedback-attach-pending": {"task": "router_ops.ingest.tasks.feedback_attach_pending_task", "schedule": 60.0},
     "alerts-evaluate": {"task": "router_ops.alerts.tasks.alerts_evaluate_task", "schedule": 60.0},

@@ -267,7 +267,9 @@ CELERY_BEAT_SCHEDULE: dict = {}
 SHADOW_LEASE_S = env_int("SHADOW_LEASE_S", 300, minimum=30)
 SHADOW_MAX_TOKENS = env_int("SHADOW_MAX_TOKENS", 2048, minimum=16)
 SHADOW_PROVIDER_ATTEMPTS = env_int("SHADOW_PROVIDER_ATTEMPTS", 4, minimum=1)
-SHADOW_TASK_MAX_RETRIES = env_int("SHADOW_TASK_MAX_RETRIES", 3, minimum=0)  # filled in router_ops/celery.py, the one place periodic work is listed
+SHADOW_TASK_MAX_RETRIES = env_int(
+    "SHADOW_TASK_MAX_RETRIES", 3, minimum=0
+)  # filled in router_ops/celery.py, the one place periodic work is listed
 
 LOGGING = {
     "version": 1,

@@ -3,14 +3,14 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from router_ops.api import ops
-from router_ops.api.metrics import metrics
-from router_ops.security import ThrottledLoginView
 from router_ops.api.errors import json_error
+from router_ops.api.metrics import metrics
 from router_ops.ingest.views import DecisionIngestView, FeedbackIngestView
+from router_ops.judging.urls import api_urlpatterns as judging_api
 from router_ops.review.urls import api_urlpatterns as review_api
 from router_ops.rollouts.urls import api_urlpatterns as rollouts_api
 from router_ops.rollups.views import SegmentStatsView
-from router_ops.judging.urls import api_urlpatterns as judging_api
+from router_ops.security import ThrottledLoginView
 from router_ops.shadow.urls import api_urlpatterns as shadow_api
 from segments.urls import api_urlpatterns as segments_api
 

@@ -16,8 +16,15 @@ from segments.models import Dimension, Discovery, DiscoveryRun, EvalSet, Segment
 from segments.services import segment_backfill_request
 
 BACKFILL_FIELDS = (
-    "backfill_status", "backfill_progress", "backfill_processed", "backfill_total", "backfill_through_id",
-    "backfill_upto_id", "backfill_started_at", "backfill_finished_at", "backfill_error",
+    "backfill_status",
+    "backfill_progress",
+    "backfill_processed",
+    "backfill_total",
+    "backfill_through_id",
+    "backfill_upto_id",
+    "backfill_started_at",
+    "backfill_finished_at",
+    "backfill_error",
 )
 
 
@@ -67,7 +74,18 @@ class DimensionAdmin(admin.ModelAdmin):
 
 class DiscoveryInline(admin.TabularInline):
     model = Discovery
-    fields = ("rank", "rule", "traffic_share", "regret", "complement_regret", "adjusted_p_value", "n_eff", "impact", "explained_by", "promoted_segment")
+    fields = (
+        "rank",
+        "rule",
+        "traffic_share",
+        "regret",
+        "complement_regret",
+        "adjusted_p_value",
+        "n_eff",
+        "impact",
+        "explained_by",
+        "promoted_segment",
+    )
     readonly_fields = fields
     can_delete = False
     extra = 0
@@ -96,7 +114,17 @@ class DiscoveryRunAdmin(admin.ModelAdmin):
 
 @admin.register(Discovery)
 class DiscoveryAdmin(admin.ModelAdmin):
-    list_display = ("rule", "application", "run", "rank", "traffic_share", "regret", "complement_regret", "adjusted_p_value", "impact")
+    list_display = (
+        "rule",
+        "application",
+        "run",
+        "rank",
+        "traffic_share",
+        "regret",
+        "complement_regret",
+        "adjusted_p_value",
+        "impact",
+    )
     list_filter = ("application", "significant")
     search_fields = ("rule",)
     list_select_related = ("application", "run")
@@ -124,7 +152,9 @@ class DiscoveryAdmin(admin.ModelAdmin):
 class EvalSetUploadForm(forms.ModelForm):
     """Upload through the admin: the same parser and service as the API."""
 
-    file = forms.FileField(help_text="JSON Lines or CSV; see the API docs for the columns. Bad rows are reported and left out.")
+    file = forms.FileField(
+        help_text="JSON Lines or CSV; see the API docs for the columns. Bad rows are reported and left out."
+    )
     file_format = forms.ChoiceField(
         label="Format", choices=[("", "from the file name"), ("jsonl", "JSON Lines"), ("csv", "CSV")], required=False
     )
@@ -149,7 +179,9 @@ class EvalSetUploadForm(forms.ModelForm):
         except EvalFileError as exc:
             raise ValidationError({"file": str(exc)}) from None
         if not report.rows:
-            raise ValidationError({"file": [f"No valid row ({report.rejected} rejected)."] + [str(e) for e in report.errors[:20]]})
+            raise ValidationError(
+                {"file": [f"No valid row ({report.rejected} rejected)."] + [str(e) for e in report.errors[:20]]}
+            )
         cleaned["data"], cleaned["fmt"] = data, fmt
         return cleaned
 
@@ -169,8 +201,19 @@ class EvalSetAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("application", "name", "file", "file_format")
-        return ("application", "name", "format", "filename", "created_at", "created_by", "items_count",
-                "rejected_count", "correct_count", "accuracy", "error_lines")
+        return (
+            "application",
+            "name",
+            "format",
+            "filename",
+            "created_at",
+            "created_by",
+            "items_count",
+            "rejected_count",
+            "correct_count",
+            "accuracy",
+            "error_lines",
+        )
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:
@@ -192,8 +235,12 @@ class EvalSetAdmin(admin.ModelAdmin):
             return
         data = form.cleaned_data
         created, report = evalset_create(
-            application=data["application"], name=data.get("name") or data["file"].name, data=data["data"],
-            fmt=data["fmt"], filename=data["file"].name, created_by=request.user,
+            application=data["application"],
+            name=data.get("name") or data["file"].name,
+            data=data["data"],
+            fmt=data["fmt"],
+            filename=data["file"].name,
+            created_by=request.user,
         )
         obj.pk = obj.id = created.id
         obj.__dict__.update({k: v for k, v in created.__dict__.items() if not k.startswith("_")})

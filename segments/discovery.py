@@ -55,9 +55,16 @@ class Observations:
 
 
 _RECORD_FIELDS = (
-    "decision__attributes", "decision__routed_to", "decision__router_version__name", "decision__model",
-    "decision__prompt_tokens", "decision__completion_tokens", "decision__latency_ms", "decision__router_score",
-    "decision__cost_usd", "decision__unit_id",
+    "decision__attributes",
+    "decision__routed_to",
+    "decision__router_version__name",
+    "decision__model",
+    "decision__prompt_tokens",
+    "decision__completion_tokens",
+    "decision__latency_ms",
+    "decision__router_score",
+    "decision__cost_usd",
+    "decision__unit_id",
 )
 
 
@@ -94,7 +101,9 @@ def discovery_observations(
     return Observations(np.array(outcomes, dtype=float), np.array(probabilities, dtype=float), records)
 
 
-def _dimension_candidates(application: Application, window: timedelta, now: datetime, records: list[dict]) -> list[Candidate]:
+def _dimension_candidates(
+    application: Application, window: timedelta, now: datetime, records: list[dict]
+) -> list[Candidate]:
     """The application's declared dimensions as single slices over the sample (bucketed
     numeric fields such as prompt_tokens are slices only these can give)."""
     out = []
@@ -102,21 +111,33 @@ def _dimension_candidates(application: Application, window: timedelta, now: date
         for item in dimension.slices:
             matches = compile_predicate(item.rule)
             mask = np.fromiter((bool(matches(r)) for r in records), dtype=bool, count=len(records))
-            out.append(Candidate(rule=item.rule, label=item.label, group=dimension.path, mask=mask, node=dsl.parse(item.rule)))
+            out.append(
+                Candidate(rule=item.rule, label=item.label, group=dimension.path, mask=mask, node=dsl.parse(item.rule))
+            )
     return out
 
 
 def discovery_scan(
-    *, application: Application, window: timedelta = DEFAULT_WINDOW, now: datetime | None = None,
-    q: float = 0.05, min_share: float = 0.01, min_n_eff: float = 30.0,
+    *,
+    application: Application,
+    window: timedelta = DEFAULT_WINDOW,
+    now: datetime | None = None,
+    q: float = 0.05,
+    min_share: float = 0.01,
+    min_n_eff: float = 30.0,
 ) -> tuple[Observations, ScanResult]:
     """Fetch the observations and scan them (no writes)."""
     until = now or timezone.now()
     observations = discovery_observations(application=application, window=window, now=until)
     extra = _dimension_candidates(application, window, until, observations.records) if len(observations) else []
     result = scan_slices(
-        observations.outcomes, observations.inclusion_probabilities, observations.attributes,
-        extra_singles=extra, q=q, min_share=min_share, min_n_eff=min_n_eff,
+        observations.outcomes,
+        observations.inclusion_probabilities,
+        observations.attributes,
+        extra_singles=extra,
+        q=q,
+        min_share=min_share,
+        min_n_eff=min_n_eff,
     )
     return observations, result
 
@@ -125,12 +146,21 @@ def discovery_scan(
 
 
 def discovery_run_request(
-    *, application: Application, trigger: str = "api", window: timedelta = DEFAULT_WINDOW,
-    q: float = 0.05, min_share: float = 0.01, min_n_eff: float | None = None,
+    *,
+    application: Application,
+    trigger: str = "api",
+    window: timedelta = DEFAULT_WINDOW,
+    q: float = 0.05,
+    min_share: float = 0.01,
+    min_n_eff: float | None = None,
 ) -> tuple[DiscoveryRun, bool]:
     """Queue a run (once committed), or return the open one. Returns (run, created)."""
     run = DiscoveryRun(
-        application=application, trigger=trigger, window=window, q=q, min_share=min_share,
+        application=application,
+        trigger=trigger,
+        window=window,
+        q=q,
+        min_share=min_share,
         min_n_eff=float(min_n_eff if min_n_eff is not None else max(1, application.min_effective_samples)),
     )
     run.full_clean(exclude=["application"])
@@ -140,7 +170,9 @@ def discovery_run_request(
             _enqueue(run.id)
     except IntegrityError:
         # discoveryrun_one_open_per_app: a run is already pending or running.
-        open_run = DiscoveryRun.objects.filter(application=application, status__in=[DiscoveryRun.PENDING, DiscoveryRun.RUNNING]).first()
+        open_run = DiscoveryRun.objects.filter(
+            application=application, status__in=[DiscoveryRun.PENDING, DiscoveryRun.RUNNING]
+        ).first()
         if open_run is None:
             raise
         return open_run, False
@@ -173,28 +205,50 @@ def discovery_run(run_id: int, *, now: datetime | None = None) -> DiscoveryRun |
     run = DiscoveryRun.objects.select_related("application").get(id=run_id)
     try:
         observations, result = discovery_scan(
-            application=run.application, window=run.window, now=started,
-            q=run.q, min_share=run.min_share, min_n_eff=run.min_n_eff,
+            application=run.application,
+            window=run.window,
+            now=started,
+            q=run.q,
+            min_share=run.min_share,
+            min_n_eff=run.min_n_eff,
         )
         with transaction.atomic():
             Discovery.objects.bulk_create(
                 [
                     Discovery(
-                        run=run, application_id=run.application_id, rule=f.rule, kind=f.kind,
-                        traffic_share=f.traffic_share, regret=f.regret, regret_low=f.regret_low,
-                        regret_high=f.regret_high, complement_regret=f.complement_regret,
-                        excess_regret=f.excess_regret, p_value=f.p_value, adjusted_p_value=f.adjusted_p_value,
-                        n=f.n, n_eff=f.n_eff, impact=f.impact, significant=f.significant,
-                        explained_by=f.explained_by, rank=f.rank,
+                        run=run,
+                        application_id=run.application_id,
+                        rule=f.rule,
+                        kind=f.kind,
+                        traffic_share=f.traffic_share,
+                        regret=f.regret,
+                        regret_low=f.regret_low,
+                        regret_high=f.regret_high,
+                        complement_regret=f.complement_regret,
+                        excess_regret=f.excess_regret,
+                        p_value=f.p_value,
+                        adjusted_p_value=f.adjusted_p_value,
+                        n=f.n,
+                        n_eff=f.n_eff,
+                        impact=f.impact,
+                        significant=f.significant,
+                        explained_by=f.explained_by,
+                        rank=f.rank,
                     )
                     for f in result.findings
                 ],
                 batch_size=500,
             )
             DiscoveryRun.objects.filter(id=run.id).update(
-                status=DiscoveryRun.DONE, finished_at=timezone.now(), samples=len(observations),
-                n_eff=result.n_eff, overall_regret=result.overall_regret, candidates=result.candidates,
-                tested=result.tested, discoveries=len(result.discoveries), error="",
+                status=DiscoveryRun.DONE,
+                finished_at=timezone.now(),
+                samples=len(observations),
+                n_eff=result.n_eff,
+                overall_regret=result.overall_regret,
+                candidates=result.candidates,
+                tested=result.tested,
+                discoveries=len(result.discoveries),
+                error="",
             )
     except Exception as exc:
         DiscoveryRun.objects.filter(id=run_id).update(
@@ -207,11 +261,13 @@ def discovery_run(run_id: int, *, now: datetime | None = None) -> DiscoveryRun |
 
 def _prune(application_id: int) -> None:
     keep = list(
-        DiscoveryRun.objects.filter(application_id=application_id).order_by("-created_at", "-id").values_list("id", flat=True)[:RUNS_KEPT]
+        DiscoveryRun.objects.filter(application_id=application_id)
+        .order_by("-created_at", "-id")
+        .values_list("id", flat=True)[:RUNS_KEPT]
     )
-    DiscoveryRun.objects.filter(application_id=application_id, status__in=[DiscoveryRun.DONE, DiscoveryRun.FAILED]).exclude(
-        id__in=keep
-    ).delete()
+    DiscoveryRun.objects.filter(
+        application_id=application_id, status__in=[DiscoveryRun.DONE, DiscoveryRun.FAILED]
+    ).exclude(id__in=keep).delete()
 
 
 def discovery_sweep(*, now: datetime | None = None) -> int:
@@ -245,11 +301,17 @@ def discovery_sweep(*, now: datetime | None = None) -> int:
 
 
 def discovery_latest_run(*, application: Application) -> DiscoveryRun | None:
-    return DiscoveryRun.objects.filter(application=application, status=DiscoveryRun.DONE).order_by("-finished_at", "-id").first()
+    return (
+        DiscoveryRun.objects.filter(application=application, status=DiscoveryRun.DONE)
+        .order_by("-finished_at", "-id")
+        .first()
+    )
 
 
 def discovery_open_run(*, application: Application) -> DiscoveryRun | None:
-    return DiscoveryRun.objects.filter(application=application, status__in=[DiscoveryRun.PENDING, DiscoveryRun.RUNNING]).first()
+    return DiscoveryRun.objects.filter(
+        application=application, status__in=[DiscoveryRun.PENDING, DiscoveryRun.RUNNING]
+    ).first()
 
 
 def discovery_list(*, run: DiscoveryRun, include_all: bool = False) -> QuerySet[Discovery]:
@@ -268,11 +330,13 @@ def default_segment_slug(rule: str) -> str:
 
 
 def discovery_promote(*, discovery: Discovery, slug: str = "", name: str = "") -> Segment:
-    """"Make this a segment": a Segment with the finding's rule (segment_create validates
+    """ "Make this a segment": a Segment with the finding's rule (segment_create validates
     it and backfills membership), remembered on the finding."""
     segment = segment_create(
-        application=discovery.application, slug=slug or default_segment_slug(discovery.rule),
-        name=name or discovery.rule[:200], rule=discovery.rule,
+        application=discovery.application,
+        slug=slug or default_segment_slug(discovery.rule),
+        name=name or discovery.rule[:200],
+        rule=discovery.rule,
     )
     Discovery.objects.filter(id=discovery.id).update(promoted_segment=segment)
     discovery.promoted_segment = segment

@@ -70,7 +70,9 @@ FIELDS: dict[str, str] = {
     "cost_usd": DECIMAL,
 }
 NUMERIC_TYPES = (INT, FLOAT, DECIMAL)
-KEYWORDS = frozenset({"and", "or", "not", "in", "exists", "startswith", "endswith", "contains", "matches", "true", "false"})
+KEYWORDS = frozenset(
+    {"and", "or", "not", "in", "exists", "startswith", "endswith", "contains", "matches", "true", "false"}
+)
 ORDERING = ("<", "<=", ">", ">=")
 STRING_OPS = ("startswith", "endswith", "contains", "matches")
 OPERATORS = ("==", "!=", *ORDERING, "in", "not in", *STRING_OPS, "exists")
@@ -187,7 +189,9 @@ for _terminal in _PARSER.terminals:
     if _terminal.name not in _TERMINAL_WORDS and _terminal.pattern.type == "str":
         _TERMINAL_WORDS[_terminal.name] = f"'{_terminal.pattern.value}'"
 _WORD_TERMINAL = {word.strip("'"): name for name, word in _TERMINAL_WORDS.items()}
-_OPERATOR_TERMINALS = {_WORD_TERMINAL[op] for op in ("==", "!=", "<", "<=", ">", ">=", "in", "not", "exists", *STRING_OPS)}
+_OPERATOR_TERMINALS = {
+    _WORD_TERMINAL[op] for op in ("==", "!=", "<", "<=", ">", ">=", "in", "not", "exists", *STRING_OPS)
+}
 _VALUE_TERMINALS = {"STRING", "NUMBER", "TRUE", "FALSE"}
 
 
@@ -311,7 +315,9 @@ class _ToAst(Transformer):
             return Path(None, tuple(keys)), meta
         if head in FIELDS:
             if keys:
-                raise _err(f"'{head}' is a decision field and has no keys; use attributes.{head}… for an attribute", meta)
+                raise _err(
+                    f"'{head}' is a decision field and has no keys; use attributes.{head}… for an attribute", meta
+                )
             return Path(str(head)), meta
         return Path(None, (str(head), *keys)), meta
 
@@ -388,7 +394,7 @@ def parse(text: str) -> Node:
     if len(text) > MAX_RULE_LENGTH:
         raise RuleError(f"a rule may be at most {MAX_RULE_LENGTH} characters", 1, MAX_RULE_LENGTH + 1)
     if not text.strip():
-        raise RuleError("the rule is empty; expected a comparison such as channel == \"api\"", 1, 1, "a comparison")
+        raise RuleError('the rule is empty; expected a comparison such as channel == "api"', 1, 1, "a comparison")
     interactive = _PARSER.parse_interactive(text)
     previous: Token | None = None
     current: Token | None = None
@@ -522,7 +528,13 @@ def regex_problem(pattern: str) -> str | None:
             end = pattern.find("}", i)
             bound = pattern[i + 1 : end] if end != -1 else ""
             low, _, high = bound.partition(",")
-            if end == -1 or not low.isdigit() or (high and not high.isdigit()) or not low.isascii() or not high.isascii():
+            if (
+                end == -1
+                or not low.isdigit()
+                or (high and not high.isdigit())
+                or not low.isascii()
+                or not high.isascii()
+            ):
                 return f"'{{' at offset {i} must start a bound {{m}}, {{m,}} or {{m,n}} (escape a literal brace: \\{{)"
             if not can_repeat:
                 return f"nothing to repeat before '{{' at offset {i} (one quantifier per atom)"
@@ -582,9 +594,12 @@ def render_path(path: Path) -> str:
 
 
 def _is_name(key: str) -> bool:
-    return bool(key) and (key[0].isascii() and (key[0].isalpha() or key[0] == "_")) and all(
-        c.isascii() and (c.isalnum() or c == "_") for c in key
-    ) and key not in KEYWORDS
+    return (
+        bool(key)
+        and (key[0].isascii() and (key[0].isalpha() or key[0] == "_"))
+        and all(c.isascii() and (c.isalnum() or c == "_") for c in key)
+        and key not in KEYWORDS
+    )
 
 
 def render_literal(value: Literal) -> str:

@@ -210,7 +210,8 @@ def _attribute_columns(header: list[str]) -> dict[int, tuple[str, ...]]:
     for shorter, longer in zip(paths, paths[1:], strict=False):
         if longer[: len(shorter)] == shorter:
             raise EvalFileError(
-                "header", f"line 1: attribute {'.'.join(shorter)!r} cannot be both a value and an object ({'.'.join(longer)!r})."
+                "header",
+                f"line 1: attribute {'.'.join(shorter)!r} cannot be both a value and an object ({'.'.join(longer)!r}).",
             )
     return columns
 
@@ -230,7 +231,9 @@ def parse_csv(data: bytes, *, tiers: frozenset[str] | None = None) -> ParseRepor
         raise EvalFileError("header", f"line 1: column {duplicates[0]!r} appears more than once.")
     for required in ("routed_to", "correct"):
         if required not in names:
-            raise EvalFileError("missing_column", f"line 1: missing column {required!r} (the header has: {', '.join(header)}).")
+            raise EvalFileError(
+                "missing_column", f"line 1: missing column {required!r} (the header has: {', '.join(header)})."
+            )
     attribute_columns = _attribute_columns(header)
     index = {name: i for i, name in enumerate(names)}
     report = ParseReport()
@@ -277,7 +280,11 @@ def parse_eval_file(data: bytes, fmt: str, *, tiers: frozenset[str] | None = Non
 def guess_format(filename: str = "", content_type: str = "") -> str | None:
     name = (filename or "").lower()
     kind = (content_type or "").split(";")[0].strip().lower()
-    if name.endswith((".jsonl", ".ndjson")) or kind in ("application/x-ndjson", "application/jsonl", "application/x-jsonlines"):
+    if name.endswith((".jsonl", ".ndjson")) or kind in (
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/x-jsonlines",
+    ):
         return "jsonl"
     if name.endswith(".csv") or kind in ("text/csv", "application/csv"):
         return "csv"

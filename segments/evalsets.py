@@ -42,7 +42,6 @@ OTHER = "(other)"
 EVAL_ITEM_FIELDS = {"routed_to", "prompt"}
 
 
-
 class DimensionError(ValueError):
     """A `dimension` to compare by that eval items cannot have."""
 
@@ -69,14 +68,28 @@ def evalset_create(
     if not report.rows:
         return None, report
     eval_set = EvalSet.objects.create(
-        application=application, name=name[:200] or filename[:200] or "eval set", format=fmt, filename=filename[:255],
-        created_by=created_by if getattr(created_by, "is_authenticated", False) and getattr(created_by, "pk", None) else None,
-        items_count=len(report.rows), rejected_count=report.rejected,
-        errors=[str(e) for e in report.errors], correct_count=sum(1 for r in report.rows if r.correct),
+        application=application,
+        name=name[:200] or filename[:200] or "eval set",
+        format=fmt,
+        filename=filename[:255],
+        created_by=created_by
+        if getattr(created_by, "is_authenticated", False) and getattr(created_by, "pk", None)
+        else None,
+        items_count=len(report.rows),
+        rejected_count=report.rejected,
+        errors=[str(e) for e in report.errors],
+        correct_count=sum(1 for r in report.rows if r.correct),
     )
     EvalItem.objects.bulk_create(
         [
-            EvalItem(eval_set=eval_set, line=r.line, prompt=r.prompt, attributes=r.attributes, routed_to=r.routed_to, correct=r.correct)
+            EvalItem(
+                eval_set=eval_set,
+                line=r.line,
+                prompt=r.prompt,
+                attributes=r.attributes,
+                routed_to=r.routed_to,
+                correct=r.correct,
+            )
             for r in report.rows
         ],
         batch_size=2000,
@@ -227,15 +240,24 @@ def _compare_dimension(path: dsl.Path, items: list[EvalItem], traffic: dict[str,
         traffic_share = t / n_traffic if n_traffic else 0.0
         categories.append(
             Category(
-                value=label, eval_count=e, eval_share=eval_share, eval_correct=eval_correct.get(label, 0),
-                eval_accuracy=eval_correct.get(label, 0) / e if e else None, traffic_count=t,
-                traffic_share=traffic_share, psi_term=terms.get(label, 0.0) if terms else 0.0,
+                value=label,
+                eval_count=e,
+                eval_share=eval_share,
+                eval_correct=eval_correct.get(label, 0),
+                eval_accuracy=eval_correct.get(label, 0) / e if e else None,
+                traffic_count=t,
+                traffic_share=traffic_share,
+                psi_term=terms.get(label, 0.0) if terms else 0.0,
                 under_covered=traffic_share >= COVERAGE_TRAFFIC_MIN and eval_share < COVERAGE_EVAL_MAX,
             )
         )
     return DimensionComparison(
-        path=dsl.render_path(path), psi=psi, psi_level=psi_level(psi) if psi is not None else None,
-        categories=categories, reweighted=reweighted, under_covered=[c.value for c in categories if c.under_covered],
+        path=dsl.render_path(path),
+        psi=psi,
+        psi_level=psi_level(psi) if psi is not None else None,
+        categories=categories,
+        reweighted=reweighted,
+        under_covered=[c.value for c in categories if c.under_covered],
     )
 
 
@@ -252,9 +274,13 @@ def _dimension_paths(application: Application, items: list[EvalItem], dimension:
         try:
             path = dsl.parse_path(dimension)
         except dsl.RuleError:
-            raise DimensionError(f"{dimension!r} is not an attribute path; e.g. channel or attributes.client.name.") from None
+            raise DimensionError(
+                f"{dimension!r} is not an attribute path; e.g. channel or attributes.client.name."
+            ) from None
         if path.field:
-            raise DimensionError(f"{dimension!r} is a decision field; eval items carry attributes only (e.g. channel, tenant).")
+            raise DimensionError(
+                f"{dimension!r} is a decision field; eval items carry attributes only (e.g. channel, tenant)."
+            )
         return [path]
     declared = []
     for d in Dimension.objects.filter(application=application, active=True, bucket_edges=[]).order_by("path"):
@@ -324,21 +350,39 @@ def evalset_compare(
         eval_count = eval_share = eval_accuracy = None
         if evaluable:
             matches = compile_predicate(segment.rule)
-            inside = [i for i in items if matches({"attributes": i.attributes, "routed_to": i.routed_to, "prompt": i.prompt})]
+            inside = [
+                i for i in items if matches({"attributes": i.attributes, "routed_to": i.routed_to, "prompt": i.prompt})
+            ]
             eval_count = len(inside)
             eval_share = eval_count / len(items) if items else 0.0
             eval_accuracy = sum(1 for i in inside if i.correct) / eval_count if eval_count else None
         segment_rows.append(
             SegmentComparison(
-                id=segment.id, slug=segment.slug, name=segment.display_name, rule=segment.rule, evaluable=evaluable,
-                traffic_count=traffic_count, traffic_share=traffic_share, eval_count=eval_count, eval_share=eval_share,
+                id=segment.id,
+                slug=segment.slug,
+                name=segment.display_name,
+                rule=segment.rule,
+                evaluable=evaluable,
+                traffic_count=traffic_count,
+                traffic_share=traffic_share,
+                eval_count=eval_count,
+                eval_share=eval_share,
                 eval_accuracy=eval_accuracy,
-                under_covered=bool(evaluable and traffic_share >= COVERAGE_TRAFFIC_MIN and (eval_share or 0.0) < COVERAGE_EVAL_MAX),
+                under_covered=bool(
+                    evaluable and traffic_share >= COVERAGE_TRAFFIC_MIN and (eval_share or 0.0) < COVERAGE_EVAL_MAX
+                ),
             )
         )
     return EvalSetComparison(
-        eval_set_id=eval_set.id, window=window, since=since, until=until, eval_items=len(items),
-        traffic_decisions=total, offline_accuracy=offline,
+        eval_set_id=eval_set.id,
+        window=window,
+        since=since,
+        until=until,
+        eval_items=len(items),
+        traffic_decisions=total,
+        offline_accuracy=offline,
         headline_dimension=headline_dimension.path if headline_dimension else None,
-        headline=_headline(offline, headline_dimension), dimensions=dimensions, segments=segment_rows,
+        headline=_headline(offline, headline_dimension),
+        dimensions=dimensions,
+        segments=segment_rows,
     )

@@ -65,7 +65,7 @@ class Segment(models.Model):
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="segments")
     slug = models.SlugField(max_length=64)
     name = models.CharField(max_length=200, blank=True)
-    rule = models.TextField(validators=[validate_rule], help_text="e.g. channel == \"api\" and user_tier == \"enterprise\"")
+    rule = models.TextField(validators=[validate_rule], help_text='e.g. channel == "api" and user_tier == "enterprise"')
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -122,7 +122,10 @@ class Dimension(models.Model):
         default=0.01, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)], help_text="0–1"
     )
     bucket_edges = ArrayField(
-        models.FloatField(), default=list, blank=True, validators=[validate_bucket_edges],
+        models.FloatField(),
+        default=list,
+        blank=True,
+        validators=[validate_bucket_edges],
         help_text="Increasing edges for numeric paths, e.g. 500, 2000, 8000",
     )
     active = models.BooleanField(default=True)
@@ -166,7 +169,9 @@ class DiscoveryRun(models.Model):
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="discovery_runs")
     status = models.CharField(max_length=16, choices=STATUSES, default=PENDING)
     trigger = models.CharField(max_length=16, choices=TRIGGERS, default="schedule")
-    window = models.DurationField(help_text="Judged samples of decisions that occurred in this window before `window_end`")
+    window = models.DurationField(
+        help_text="Judged samples of decisions that occurred in this window before `window_end`"
+    )
     window_end = models.DateTimeField(null=True, blank=True, help_text="Fixed when the run starts")
     q = models.FloatField(default=0.05, validators=[MinValueValidator(0.0001), MaxValueValidator(0.5)])
     min_share = models.FloatField(default=0.01, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
@@ -187,7 +192,9 @@ class DiscoveryRun(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["application"], condition=Q(status__in=["pending", "running"]), name="discoveryrun_one_open_per_app"
+                fields=["application"],
+                condition=Q(status__in=["pending", "running"]),
+                name="discoveryrun_one_open_per_app",
             ),
             models.CheckConstraint(condition=Q(q__gt=0) & Q(q__lt=1), name="discoveryrun_q_0_1"),
         ]
@@ -249,7 +256,9 @@ class EvalSet(models.Model):
     format = models.CharField(max_length=8, choices=FORMATS)
     filename = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     items_count = models.PositiveIntegerField(default=0, help_text="Rows kept")
     rejected_count = models.PositiveIntegerField(default=0, help_text="Rows refused")
     errors = models.JSONField(default=list, blank=True, help_text="The first line-numbered errors")
@@ -257,7 +266,9 @@ class EvalSet(models.Model):
 
     class Meta:
         ordering = ["application", "-created_at", "-id"]
-        constraints = [models.CheckConstraint(condition=Q(correct_count__lte=F("items_count")), name="evalset_correct_le_items")]
+        constraints = [
+            models.CheckConstraint(condition=Q(correct_count__lte=F("items_count")), name="evalset_correct_le_items")
+        ]
 
     def __str__(self) -> str:
         return f"{self.application.slug}:{self.name}"

@@ -107,7 +107,9 @@ def discovery_make_segment(request, slug: str, pk: int):
         messages.info(request, "Already a segment.")
         return redirect("segments_pages:discoveries", application.slug)
     try:
-        segment = discovery_promote(discovery=discovery, slug=request.POST.get("slug", "").strip() or default_segment_slug(discovery.rule))
+        segment = discovery_promote(
+            discovery=discovery, slug=request.POST.get("slug", "").strip() or default_segment_slug(discovery.rule)
+        )
     except ValidationError as exc:
         messages.error(request, "Could not create the segment: " + "; ".join(exc.messages))
     else:
@@ -120,7 +122,9 @@ def discovery_make_segment(request, slug: str, pk: int):
 
 class EvalSetUploadForm(forms.Form):
     file = forms.FileField(help_text="JSON Lines (.jsonl) or CSV (.csv), at most 5 MiB / 50,000 rows")
-    format = forms.ChoiceField(choices=[("", "from the file name"), ("jsonl", "JSON Lines"), ("csv", "CSV")], required=False)
+    format = forms.ChoiceField(
+        choices=[("", "from the file name"), ("jsonl", "JSON Lines"), ("csv", "CSV")], required=False
+    )
     name = forms.CharField(max_length=200, required=False)
 
     def clean(self):
@@ -149,8 +153,12 @@ def eval_sets(request, slug: str):
             upload = form.cleaned_data["file"]
             try:
                 eval_set, report = evalset_create(
-                    application=application, name=form.cleaned_data["name"] or upload.name, data=upload.read(),
-                    fmt=form.cleaned_data["format"], filename=upload.name, created_by=request.user,
+                    application=application,
+                    name=form.cleaned_data["name"] or upload.name,
+                    data=upload.read(),
+                    fmt=form.cleaned_data["format"],
+                    filename=upload.name,
+                    created_by=request.user,
                 )
             except EvalFileError as exc:
                 form.add_error("file", str(exc))
@@ -163,7 +171,12 @@ def eval_sets(request, slug: str):
     return render(
         request,
         "segments/eval_sets.html",
-        {**_context(request, application, "eval"), "eval_sets": evalset_list(application=application), "form": form, "report": report},
+        {
+            **_context(request, application, "eval"),
+            "eval_sets": evalset_list(application=application),
+            "form": form,
+            "report": report,
+        },
     )
 
 

@@ -74,7 +74,9 @@ def _attribute_leaf(path: Path, node: Node) -> Q:
             return Q(RuleLeaf("attributes", "false"))
         return Q(
             RuleLeaf(
-                "attributes", f"COALESCE({value_sql} = ANY(%s::jsonb[]), false)", (keys, [_json(v) for v in node.values])
+                "attributes",
+                f"COALESCE({value_sql} = ANY(%s::jsonb[]), false)",
+                (keys, [_json(v) for v in node.values]),
             )
         )
     assert isinstance(node, Compare)
@@ -88,7 +90,13 @@ def _attribute_leaf(path: Path, node: Node) -> Q:
     if op in _SQL_OPS:
         sql = f'COALESCE({is_string} AND {text_sql} COLLATE "C" {_SQL_OPS[op]} %s COLLATE "C", false)'
         return Q(RuleLeaf("attributes", sql, (keys, keys, value)))
-    return Q(RuleLeaf("attributes", f"COALESCE({is_string} AND {_string_op(text_sql, op)}, false)", (keys, keys, *_string_params(op, value))))
+    return Q(
+        RuleLeaf(
+            "attributes",
+            f"COALESCE({is_string} AND {_string_op(text_sql, op)}, false)",
+            (keys, keys, *_string_params(op, value)),
+        )
+    )
 
 
 def _string_op(text_sql: str, op: str) -> str:

@@ -53,7 +53,9 @@ class DimensionSlices:
 def _bucket_nodes(path: dsl.Path, edges: list[float]) -> list[tuple[str, dsl.Node]]:
     name = dsl.render_path(path)
     bounds = [Decimal(int(edge)) if float(edge).is_integer() else Decimal(repr(float(edge))) for edge in edges]
-    nodes: list[tuple[str, dsl.Node]] = [(f"{name} < {dsl.format_number(bounds[0])}", dsl.Compare(path, "<", bounds[0]))]
+    nodes: list[tuple[str, dsl.Node]] = [
+        (f"{name} < {dsl.format_number(bounds[0])}", dsl.Compare(path, "<", bounds[0]))
+    ]
     for low, high in zip(bounds, bounds[1:], strict=False):
         label = f"{dsl.format_number(low)} ≤ {name} < {dsl.format_number(high)}"
         nodes.append((label, dsl.And((dsl.Compare(path, ">=", low), dsl.Compare(path, "<", high)))))
@@ -82,8 +84,12 @@ def _attribute_values(application: Application, path: dsl.Path, since, until, th
         cursor.execute(
             _ATTRIBUTE_VALUES,
             {
-                "path": list(path.keys), "app": application.id, "since": since, "until": until,
-                "threshold": threshold, "limit": MAX_SLICES_PER_DIMENSION,
+                "path": list(path.keys),
+                "app": application.id,
+                "since": since,
+                "until": until,
+                "threshold": threshold,
+                "limit": MAX_SLICES_PER_DIMENSION,
             },
         )
         return cursor.fetchall()
@@ -95,9 +101,9 @@ def _categorical_nodes(application, path: dsl.Path, base: QuerySet, since, until
     out = []
     if path.field:
         column = "router_version__name" if path.field == "router_version" else path.field
-        rows = (
-            base.values_list(column).annotate(n=Count("id")).filter(n__gte=threshold).order_by("-n", column)
-        )[:MAX_SLICES_PER_DIMENSION]
+        rows = (base.values_list(column).annotate(n=Count("id")).filter(n__gte=threshold).order_by("-n", column))[
+            :MAX_SLICES_PER_DIMENSION
+        ]
         for value, count in rows:
             if value is None:
                 out.append((f"{path.field} missing", dsl.Not(dsl.Exists(path)), count))
@@ -146,7 +152,9 @@ def dimension_slices(
         if total:
             if dimension.bucket_edges:
                 nodes = _bucket_nodes(path, dimension.bucket_edges)
-                counts = base.aggregate(**{f"b{i}": Count("id", filter=rule_q(node)) for i, (_, node) in enumerate(nodes)})
+                counts = base.aggregate(
+                    **{f"b{i}": Count("id", filter=rule_q(node)) for i, (_, node) in enumerate(nodes)}
+                )
                 found = [(label, node, counts[f"b{i}"]) for i, (label, node) in enumerate(nodes)]
                 found = [item for item in found if item[2] >= threshold]
             else:

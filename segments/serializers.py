@@ -32,7 +32,9 @@ def validate_rule_text(value: str) -> str:
 class SegmentInSerializer(RejectUnknownFields, serializers.Serializer):
     slug = serializers.SlugField(max_length=64)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    rule = serializers.CharField(max_length=dsl.MAX_RULE_LENGTH, trim_whitespace=False, help_text=dsl.__doc__.split("\n\n")[0])
+    rule = serializers.CharField(
+        max_length=dsl.MAX_RULE_LENGTH, trim_whitespace=False, help_text=dsl.__doc__.split("\n\n")[0]
+    )
     active = serializers.BooleanField(required=False)
 
     def validate_rule(self, value: str) -> str:

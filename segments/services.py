@@ -170,8 +170,10 @@ def _backfill_batch(segment: Segment, batch_size: int) -> None:
     rows = Decision.objects.filter(application_id=segment.application_id, id__gt=low, id__lte=high)
     processed = batch_size if edge else rows.count()
     q = rule_q(segment.rule)
-    added = rows.filter(q).exclude(segment_ids__contains=[segment.id]).update(
-        segment_ids=_array_func("array_append", segment.id)
+    added = (
+        rows.filter(q)
+        .exclude(segment_ids__contains=[segment.id])
+        .update(segment_ids=_array_func("array_append", segment.id))
     )
     removed = rows.filter(~q, segment_ids__contains=[segment.id]).update(
         segment_ids=_array_func("array_remove", segment.id)
@@ -219,11 +221,18 @@ def segment_backfill_sweep(*, stale_after: timedelta = timedelta(minutes=10)) ->
 
 
 def dimension_create(
-    *, application: Application, path: str, min_share: float = 0.01, bucket_edges: list[float] | None = None,
+    *,
+    application: Application,
+    path: str,
+    min_share: float = 0.01,
+    bucket_edges: list[float] | None = None,
     active: bool = True,
 ) -> Dimension:
     dimension = Dimension(
-        application=application, path=path.strip(), min_share=min_share, bucket_edges=list(bucket_edges or []),
+        application=application,
+        path=path.strip(),
+        min_share=min_share,
+        bucket_edges=list(bucket_edges or []),
         active=active,
     )
     dimension.full_clean()

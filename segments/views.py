@@ -102,7 +102,9 @@ class SegmentListView(ReadOrAdmin, APIView):
         application = request_application(request)
         return Response(s.SegmentOutSerializer(segment_list(application=application), many=True).data)
 
-    @extend_schema(operation_id="segments_create", request=s.SegmentInSerializer, responses={201: s.SegmentOutSerializer})
+    @extend_schema(
+        operation_id="segments_create", request=s.SegmentInSerializer, responses={201: s.SegmentOutSerializer}
+    )
     def post(self, request):
         application = request_application(request)
         data = _input(s.SegmentInSerializer, request)
@@ -122,7 +124,9 @@ class SegmentDetailView(ReadOrAdmin, APIView):
     def put(self, request, pk: int):
         return self._update(request, pk, partial=False)
 
-    @extend_schema(operation_id="segments_partial_update", request=s.SegmentInSerializer, responses=s.SegmentOutSerializer)
+    @extend_schema(
+        operation_id="segments_partial_update", request=s.SegmentInSerializer, responses=s.SegmentOutSerializer
+    )
     def patch(self, request, pk: int):
         return self._update(request, pk, partial=True)
 
@@ -153,7 +157,9 @@ class DimensionListView(ReadOrAdmin, APIView):
         application = request_application(request)
         return Response(s.DimensionOutSerializer(dimension_list(application=application), many=True).data)
 
-    @extend_schema(operation_id="dimensions_create", request=s.DimensionInSerializer, responses={201: s.DimensionOutSerializer})
+    @extend_schema(
+        operation_id="dimensions_create", request=s.DimensionInSerializer, responses={201: s.DimensionOutSerializer}
+    )
     def post(self, request):
         application = request_application(request)
         data = _input(s.DimensionInSerializer, request)
@@ -169,11 +175,15 @@ class DimensionDetailView(ReadOrAdmin, APIView):
     def get(self, request, pk: int):
         return Response(s.DimensionOutSerializer(self._dimension(request, pk)).data)
 
-    @extend_schema(operation_id="dimensions_update", request=s.DimensionInSerializer, responses=s.DimensionOutSerializer)
+    @extend_schema(
+        operation_id="dimensions_update", request=s.DimensionInSerializer, responses=s.DimensionOutSerializer
+    )
     def put(self, request, pk: int):
         return self._update(request, pk, partial=False)
 
-    @extend_schema(operation_id="dimensions_partial_update", request=s.DimensionInSerializer, responses=s.DimensionOutSerializer)
+    @extend_schema(
+        operation_id="dimensions_partial_update", request=s.DimensionInSerializer, responses=s.DimensionOutSerializer
+    )
     def patch(self, request, pk: int):
         return self._update(request, pk, partial=True)
 
@@ -245,7 +255,11 @@ class DiscoveryRunView(APIView):
 
     permission_classes = [CanAdmin]
 
-    @extend_schema(operation_id="discoveries_run", request=s.DiscoveryRunInSerializer, responses={202: s.DiscoveryRunOutSerializer, 200: s.DiscoveryRunOutSerializer})
+    @extend_schema(
+        operation_id="discoveries_run",
+        request=s.DiscoveryRunInSerializer,
+        responses={202: s.DiscoveryRunOutSerializer, 200: s.DiscoveryRunOutSerializer},
+    )
     def post(self, request):
         application = request_application(request)
         data = dict(_input(s.DiscoveryRunInSerializer, request))
@@ -256,7 +270,11 @@ class DiscoveryRunView(APIView):
 
 
 def _discovery(request, pk: int) -> Discovery:
-    return get_object_or_404(Discovery.objects.select_related("promoted_segment", "application"), pk=pk, application=request_application(request))
+    return get_object_or_404(
+        Discovery.objects.select_related("promoted_segment", "application"),
+        pk=pk,
+        application=request_application(request),
+    )
 
 
 class DiscoveryDetailView(APIView):
@@ -268,11 +286,15 @@ class DiscoveryDetailView(APIView):
 
 
 class DiscoveryPromoteView(APIView):
-    """"Make this a segment": a segment with the finding's rule, backfilled."""
+    """ "Make this a segment": a segment with the finding's rule, backfilled."""
 
     permission_classes = [CanAdmin]
 
-    @extend_schema(operation_id="discoveries_promote", request=s.DiscoveryPromoteInSerializer, responses={201: s.SegmentOutSerializer})
+    @extend_schema(
+        operation_id="discoveries_promote",
+        request=s.DiscoveryPromoteInSerializer,
+        responses={201: s.SegmentOutSerializer},
+    )
     def post(self, request, pk: int):
         discovery = _discovery(request, pk)
         data = _input(s.DiscoveryPromoteInSerializer, request)
@@ -332,8 +354,18 @@ class EvalSetListView(ReadOrAdmin, APIView):
             OpenApiParameter("format", str, description="jsonl or csv (or from the file name / Content-Type)"),
             OpenApiParameter("name", str, description="A name for the eval set (default: the file name)"),
         ],
-        request={"multipart/form-data": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}, "format": {"type": "string"}, "name": {"type": "string"}}},
-                 "text/csv": {"type": "string"}, "application/x-ndjson": {"type": "string"}},
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "format": {"type": "string"},
+                    "name": {"type": "string"},
+                },
+            },
+            "text/csv": {"type": "string"},
+            "application/x-ndjson": {"type": "string"},
+        },
         responses={201: s.EvalSetOutSerializer},
     )
     def post(self, request):
@@ -341,7 +373,13 @@ class EvalSetListView(ReadOrAdmin, APIView):
         data, fmt, filename, name = _upload(request)
         if fmt not in evalset_parse.FORMATS:
             raise exceptions.ValidationError(
-                {"format": [f"Say which format: format=jsonl or format=csv (got {fmt!r})." if fmt else "Say which format: format=jsonl or format=csv."]}
+                {
+                    "format": [
+                        f"Say which format: format=jsonl or format=csv (got {fmt!r})."
+                        if fmt
+                        else "Say which format: format=jsonl or format=csv."
+                    ]
+                }
             )
         if len(name) > 200:
             raise exceptions.ValidationError({"name": ["At most 200 characters."]})
@@ -361,7 +399,9 @@ class EvalSetListView(ReadOrAdmin, APIView):
 
 
 def _eval_set(request, pk: int) -> EvalSet:
-    return get_object_or_404(EvalSet.objects.select_related("application"), pk=pk, application=request_application(request))
+    return get_object_or_404(
+        EvalSet.objects.select_related("application"), pk=pk, application=request_application(request)
+    )
 
 
 class EvalSetDetailView(ReadOrAdmin, APIView):

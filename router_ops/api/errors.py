@@ -1,6 +1,6 @@
 """One error shape for the whole API (API.md):
 
-    {"error": {"code": "<slug>", "message": "<human text>", "details": …}}
+{"error": {"code": "<slug>", "message": "<human text>", "details": …}}
 """
 
 from __future__ import annotations

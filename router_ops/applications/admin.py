@@ -15,7 +15,16 @@ class MembershipInline(admin.TabularInline):
 class ModelEndpointInline(admin.TabularInline):
     model = ModelEndpoint
     extra = 0
-    fields = ["name", "tier", "provider", "base_url", "model", "api_key_env", "input_price_per_mtok", "output_price_per_mtok"]
+    fields = [
+        "name",
+        "tier",
+        "provider",
+        "base_url",
+        "model",
+        "api_key_env",
+        "input_price_per_mtok",
+        "output_price_per_mtok",
+    ]
 
 
 @admin.register(Application)
@@ -68,7 +77,19 @@ class ApiKeyAdmin(admin.ModelAdmin):
 class ModelEndpointForm(forms.ModelForm):
     class Meta:
         model = ModelEndpoint
-        fields = "__all__"
+        fields = [
+            "application",
+            "name",
+            "tier",
+            "provider",
+            "base_url",
+            "model",
+            "api_key_env",
+            "input_price_per_mtok",
+            "output_price_per_mtok",
+            "timeout_s",
+            "max_concurrency",
+        ]
 
     def clean_base_url(self):
         value = self.cleaned_data["base_url"]

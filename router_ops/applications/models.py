@@ -117,9 +117,15 @@ class ModelEndpoint(models.Model):
     provider = models.CharField(max_length=16, choices=PROVIDERS, default=PROVIDER_OPENAI)
     base_url = models.URLField(max_length=500)
     model = models.CharField(max_length=200)
-    api_key_env = models.CharField(max_length=100, blank=True, help_text="Name of the environment variable holding the secret")
-    input_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0, validators=[MinValueValidator(0)])
-    output_price_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, default=0, validators=[MinValueValidator(0)])
+    api_key_env = models.CharField(
+        max_length=100, blank=True, help_text="Name of the environment variable holding the secret"
+    )
+    input_price_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, validators=[MinValueValidator(0)]
+    )
+    output_price_per_mtok = models.DecimalField(
+        max_digits=12, decimal_places=6, default=0, validators=[MinValueValidator(0)]
+    )
     timeout_s = models.FloatField(default=30.0, validators=[MinValueValidator(0.1)])
     max_concurrency = models.PositiveIntegerField(default=8, validators=[MinValueValidator(1)])
 

@@ -17,11 +17,15 @@ def application_create(*, slug: str, name: str = "") -> tuple[Application, bool]
 
 
 @transaction.atomic
-def api_key_create(*, application: Application, scopes: list[str], name: str = "", created_by=None) -> tuple[ApiKey, str]:
+def api_key_create(
+    *, application: Application, scopes: list[str], name: str = "", created_by=None
+) -> tuple[ApiKey, str]:
     """Create a key; return it with the plaintext, which is never stored or shown again."""
     unknown = sorted(set(scopes) - set(ApiKey.SCOPES))
     if unknown or not scopes:
-        raise ValueError(f"scopes must be a non-empty subset of {', '.join(ApiKey.SCOPES)}; unknown: {', '.join(unknown)}")
+        raise ValueError(
+            f"scopes must be a non-empty subset of {', '.join(ApiKey.SCOPES)}; unknown: {', '.join(unknown)}"
+        )
     prefix, plaintext = key_generate()
     api_key = ApiKey.objects.create(
         application=application,

@@ -44,11 +44,16 @@ class Decision(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["application", "decision_id"], name="decision_id_unique_per_app"),
-            models.CheckConstraint(condition=Q(prompt_tokens__gte=0) | Q(prompt_tokens__isnull=True), name="decision_prompt_tokens_ge0"),
             models.CheckConstraint(
-                condition=Q(completion_tokens__gte=0) | Q(completion_tokens__isnull=True), name="decision_completion_tokens_ge0"
+                condition=Q(prompt_tokens__gte=0) | Q(prompt_tokens__isnull=True), name="decision_prompt_tokens_ge0"
             ),
-            models.CheckConstraint(condition=Q(latency_ms__gte=0) | Q(latency_ms__isnull=True), name="decision_latency_ge0"),
+            models.CheckConstraint(
+                condition=Q(completion_tokens__gte=0) | Q(completion_tokens__isnull=True),
+                name="decision_completion_tokens_ge0",
+            ),
+            models.CheckConstraint(
+                condition=Q(latency_ms__gte=0) | Q(latency_ms__isnull=True), name="decision_latency_ge0"
+            ),
             models.CheckConstraint(condition=Q(cost_usd__gte=0) | Q(cost_usd__isnull=True), name="decision_cost_ge0"),
         ]
         indexes = [

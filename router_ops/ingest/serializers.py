@@ -34,8 +34,12 @@ class DecisionInSerializer(serializers.Serializer):
     prompt_tokens = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False, allow_null=True)
     completion_tokens = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False, allow_null=True)
     latency_ms = serializers.FloatField(min_value=0, required=False, allow_null=True)
-    cost_usd = serializers.FloatField(min_value=0, max_value=999_999, required=False, allow_null=True, help_text="Computed from prices when absent.")
-    attributes = serializers.DictField(required=False, help_text="Free-form: tenant, user_tier, channel, client, locale, …")
+    cost_usd = serializers.FloatField(
+        min_value=0, max_value=999_999, required=False, allow_null=True, help_text="Computed from prices when absent."
+    )
+    attributes = serializers.DictField(
+        required=False, help_text="Free-form: tenant, user_tier, channel, client, locale, …"
+    )
     shadow_decisions = ShadowDecisionSerializer(many=True, required=False)
 
 

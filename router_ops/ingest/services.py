@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+
 import psycopg
 from django.db import connection, transaction
 
@@ -25,7 +26,12 @@ class IngestResult:
     inserted_ids: list[int] = field(default_factory=list)
 
     def as_response(self) -> dict:
-        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected, "errors": self.errors}
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "rejected": self.rejected,
+            "errors": self.errors,
+        }
 
 
 def application_tiers(application: Application) -> frozenset[str]:
@@ -37,9 +43,7 @@ def router_version_ids(*, application: Application, names: set[str]) -> dict[str
     """Ids of the named versions; unknown ones are created as draft (API.md)."""
     if not names:
         return {}
-    existing = dict(
-        RouterVersion.objects.filter(application=application, name__in=names).values_list("name", "id")
-    )
+    existing = dict(RouterVersion.objects.filter(application=application, name__in=names).values_list("name", "id"))
     missing = names - existing.keys()
     if missing:
         # ON CONFLICT DO NOTHING: two concurrent batches may both see the version missing.
@@ -123,7 +127,11 @@ def decision_ingest_batch(*, application: Application, items: list, sample: bool
             result.rejected += 1
             decision_id = item.get("decision_id") if isinstance(item, dict) else None
             result.errors.append(
-                {"index": index, "decision_id": decision_id if isinstance(decision_id, str) else None, "errors": outcome}
+                {
+                    "index": index,
+                    "decision_id": decision_id if isinstance(decision_id, str) else None,
+                    "errors": outcome,
+                }
             )
         elif outcome.decision_id in seen:
             result.duplicates += 1
@@ -142,7 +150,8 @@ def decision_ingest_batch(*, application: Application, items: list, sample: bool
     match = segment_matcher(application)
     reads_cost = "cost_usd" in match.fields
     segment_ids = [
-        match(replace(d, cost_usd=c) if reads_cost and c != d.cost_usd else d) for d, c in zip(clean, costs, strict=True)
+        match(replace(d, cost_usd=c) if reads_cost and c != d.cost_usd else d)
+        for d, c in zip(clean, costs, strict=True)
     ]
     with transaction.atomic():
         versions = router_version_ids(application=application, names={d.router_version for d in clean})
@@ -221,7 +230,11 @@ def feedback_ingest_batch(*, application: Application, items: list) -> IngestRes
             result.rejected += 1
             decision_id = item.get("decision_id") if isinstance(item, dict) else None
             result.errors.append(
-                {"index": index, "decision_id": decision_id if isinstance(decision_id, str) else None, "errors": outcome}
+                {
+                    "index": index,
+                    "decision_id": decision_id if isinstance(decision_id, str) else None,
+                    "errors": outcome,
+                }
             )
         elif outcome.feedback_id is not None and outcome.feedback_id in seen:
             result.duplicates += 1

@@ -132,7 +132,9 @@ def _timestamp(item: dict, field: str, errors: Errors) -> datetime | None:
     return parsed
 
 
-def _number(item: dict, field: str, errors: Errors, *, minimum: float | None = None, maximum: float | None = None) -> float | None:
+def _number(
+    item: dict, field: str, errors: Errors, *, minimum: float | None = None, maximum: float | None = None
+) -> float | None:
     value = item.get(field)
     if value is None:
         return None

@@ -35,7 +35,11 @@ def _items(body: object, key: str, limit: int, *, single_allowed: bool) -> tuple
     if single_allowed and isinstance(body, dict):
         return [body], True
     raise exceptions.ValidationError(
-        {"non_field_errors": [f"Send one object or {{\"{key}\": [ … ]}}." if single_allowed else f"Send {{\"{key}\": [ … ]}}."]}
+        {
+            "non_field_errors": [
+                f'Send one object or {{"{key}": [ … ]}}.' if single_allowed else f'Send {{"{key}": [ … ]}}.'
+            ]
+        }
     )
 
 
@@ -83,7 +87,9 @@ class DecisionIngestView(IngestMetricsMixin, APIView):
         ),
         responses={
             200: s.IngestResultSerializer,
-            207: OpenApiResponse(s.IngestResultSerializer, description="Some items were rejected; the rest are stored."),
+            207: OpenApiResponse(
+                s.IngestResultSerializer, description="Some items were rejected; the rest are stored."
+            ),
             **ERRORS,
         },
     )
@@ -107,7 +113,9 @@ class FeedbackIngestView(IngestMetricsMixin, APIView):
         request=s.FeedbackBatchInSerializer,
         responses={
             200: s.IngestResultSerializer,
-            207: OpenApiResponse(s.IngestResultSerializer, description="Some items were rejected; the rest are stored."),
+            207: OpenApiResponse(
+                s.IngestResultSerializer, description="Some items were rejected; the rest are stored."
+            ),
             **ERRORS,
         },
     )

@@ -65,4 +65,6 @@ def fill(request, slug: str):
 @login_required
 def agreement(request, slug: str):
     application = _application(request, slug)
-    return render(request, "review/agreement.html", {"application": application, "rows": agreement_table(application=application)})
+    return render(
+        request, "review/agreement.html", {"application": application, "rows": agreement_table(application=application)}
+    )

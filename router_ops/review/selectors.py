@@ -81,12 +81,21 @@ def agreement_table(*, application: Application) -> list[AgreementRow]:
     # The judge's observed regret per stratum, over all time, from the rollups (cheap-routed rows).
     observed = {
         row["segment_id"]: hajek_rate_from_sums(
-            n=row["judged"], sum_w=row["sum_w"], sum_w2=row["sum_w2"], sum_wy=row["sum_w_bad"], sum_w2y=row["sum_w2_bad"]
+            n=row["judged"],
+            sum_w=row["sum_w"],
+            sum_w2=row["sum_w2"],
+            sum_wy=row["sum_w_bad"],
+            sum_w2y=row["sum_w2_bad"],
         )
         for row in HourlyRollup.objects.filter(application=application, tier="cheap")
         .values("segment_id")
-        .annotate(judged=Sum("judged"), sum_w=Sum("sum_w"), sum_w2=Sum("sum_w2"), sum_w_bad=Sum("sum_w_bad"),
-                  sum_w2_bad=Sum("sum_w2_bad"))
+        .annotate(
+            judged=Sum("judged"),
+            sum_w=Sum("sum_w"),
+            sum_w2=Sum("sum_w2"),
+            sum_w_bad=Sum("sum_w_bad"),
+            sum_w2_bad=Sum("sum_w2_bad"),
+        )
     }
     groups: dict[tuple[str, str, int], list[tuple[str, str, str]]] = defaultdict(list)
     for row in labelled:
@@ -98,7 +107,9 @@ def agreement_table(*, application: Application) -> list[AgreementRow]:
     for (judge, version, stratum), pairs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         if stratum and stratum not in names:
             continue
-        row = AgreementRow(judge, version, names.get(stratum, "all"), len(pairs), None, None, None, None, None, None, None, "", "")
+        row = AgreementRow(
+            judge, version, names.get(stratum, "all"), len(pairs), None, None, None, None, None, None, None, "", ""
+        )
         if len(pairs) >= MIN_PAIRS:
             kappa = cohens_kappa_from_labels([p[0] for p in pairs], [p[1] for p in pairs], categories=VERDICTS)
             row.kappa, row.kappa_low, row.kappa_high = kappa.kappa, kappa.low, kappa.high

@@ -53,6 +53,7 @@ PRIMARY_BETTER = "primary_better"
 
 D = Decision._meta.db_table
 S = ShadowSample._meta.db_table
+# The f-strings below interpolate only table names and constants; values are always bound parameters.
 
 # The candidate's tier from shadow_decisions (first entry naming it), per decision.
 _CANDIDATE_TIER = (

@@ -1,6 +1,6 @@
 """Rollout pages, included at the site root by router_ops/urls.py:
 
-    path("", include("router_ops.rollouts.page_urls")),
+path("", include("router_ops.rollouts.page_urls")),
 """
 
 from django.urls import path

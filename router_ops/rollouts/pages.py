@@ -77,9 +77,10 @@ def _available_actions(rollout: Rollout, stages: list[RolloutStage], actor: Acto
         shown = [ACTION_APPROVE, ACTION_REJECT]
     elif rollout.status in Rollout.LIVE:
         following = next((s for s in stages if s.order == rollout.current_stage + 1), None)
-        pending = following is not None and Approval.objects.filter(
-            stage=following, used_at__isnull=True, void_reason=""
-        ).exists()
+        pending = (
+            following is not None
+            and Approval.objects.filter(stage=following, used_at__isnull=True, void_reason="").exists()
+        )
         if following is not None and following.advance == RolloutStage.ADVANCE_MANUAL and not pending:
             shown.append(ACTION_APPROVE)
         shown.append(ACTION_PAUSE if rollout.status == Rollout.STATUS_RUNNING else ACTION_RESUME)
@@ -110,9 +111,7 @@ def rollout_detail(request, slug: str, pk: int):
             stage.state = "done"
         else:
             stage.state = "pending"
-        stage.approval = next(
-            (a for a in rollout.approvals.all() if a.stage_id == stage.pk and a.is_pending), None
-        )
+        stage.approval = next((a for a in rollout.approvals.all() if a.stage_id == stage.pk and a.is_pending), None)
     context = {
         "application": application,
         "rollout": rollout,

@@ -29,7 +29,6 @@ from router_ops.rollouts.actors import (
 from router_ops.rollouts.models import Approval, AuditEvent, Rollout, RolloutStage, RouterVersion
 from router_ops.rollouts.plans import PlanError, plan_build
 
-
 logger = logging.getLogger(__name__)
 
 
@@ -790,8 +789,8 @@ def rollout_sweep_one(*, rollout_id: int, now: datetime | None = None) -> str:
 def rollouts_sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> dict[int, str]:
     """Sweep running rollouts (oldest first, at most `limit`): {rollout id: outcome}."""
     ids = list(
-        Rollout.objects.filter(status=Rollout.STATUS_RUNNING).order_by("updated_at", "id").values_list("id", flat=True)[
-            :limit
-        ]
+        Rollout.objects.filter(status=Rollout.STATUS_RUNNING)
+        .order_by("updated_at", "id")
+        .values_list("id", flat=True)[:limit]
     )
     return {rollout_id: rollout_sweep_one(rollout_id=rollout_id, now=now) for rollout_id in ids}

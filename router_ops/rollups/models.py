@@ -56,6 +56,9 @@ class HourlyRollup(models.Model):
             models.Index(fields=["application", "router_version_id", "hour"], name="rollup_app_version_hour"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.application_id}:{self.hour:%Y-%m-%d %H}:{self.router_version_id}:{self.segment_id}:{self.tier}"
+
 
 class DirtyHour(models.Model):
     """An (application, hour) whose rollups must be recomputed: new decisions,
@@ -67,3 +70,6 @@ class DirtyHour(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["application", "hour"], name="dirtyhour_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.application_id}:{self.hour:%Y-%m-%d %H}"

@@ -188,7 +188,9 @@ def segment_stats(
             .annotate(**{key: Sum(key) for key in SUM_FIELDS})
         )
         for row in rows:
-            target = overall_by_tier if row["segment_id"] == ALL_TRAFFIC else by_segment.setdefault(row["segment_id"], {})
+            target = (
+                overall_by_tier if row["segment_id"] == ALL_TRAFFIC else by_segment.setdefault(row["segment_id"], {})
+            )
             target.setdefault(row["tier"], Sums()).add(row)
     all_decisions = _combined(*overall_by_tier.values())["decisions"]
     names = _segment_names(application, set(by_segment)) if by_segment else {}

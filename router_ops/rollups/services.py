@@ -127,7 +127,13 @@ def rollup_recompute_hour(*, application_id: int, hour: datetime) -> None:
         )
         cursor.execute(
             _RECOMPUTE,
-            {"app": application_id, "hour": hour, "strong_tier": "strong", "strong_in": strong_in, "strong_out": strong_out},
+            {
+                "app": application_id,
+                "hour": hour,
+                "strong_tier": "strong",
+                "strong_in": strong_in,
+                "strong_out": strong_out,
+            },
         )
 
 

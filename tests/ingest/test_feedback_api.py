@@ -257,8 +257,15 @@ def test_the_sweep_attaches_feedback_that_missed_its_decision(owner):
     feedback_ingest_batch(application=owner.application, items=[{"decision_id": "race-1", "kind": "retry"}])
     decision_ingest_batch(
         application=owner.application,
-        items=[{"decision_id": "race-1", "occurred_at": "2026-11-24T10:00:00Z", "router_version": "v1",
-                "unit_id": "u", "routed_to": "cheap"}],
+        items=[
+            {
+                "decision_id": "race-1",
+                "occurred_at": "2026-11-24T10:00:00Z",
+                "router_version": "v1",
+                "unit_id": "u",
+                "routed_to": "cheap",
+            }
+        ],
     )
     # Undo the attachment ingestion made, to stand for a concurrent commit that missed it.
     Feedback.objects.update(decision=None)

@@ -38,7 +38,9 @@ def _pairs(application, verdicts: list[str], *, segment: Segment | None = None, 
     ]
     decision_ingest_batch(application=application, items=items, sample=False)
     judge, _ = Judge.objects.get_or_create(
-        application=application, name="llm", defaults={"kind": "pairwise_llm", "model": "sim-judge", "prompt_version": "pairwise-v1"}
+        application=application,
+        name="llm",
+        defaults={"kind": "pairwise_llm", "model": "sim-judge", "prompt_version": "pairwise-v1"},
     )
     samples = []
     for i, verdict in enumerate(verdicts):
@@ -47,18 +49,38 @@ def _pairs(application, verdicts: list[str], *, segment: Segment | None = None, 
             decision.segment_ids = [segment.id]
             decision.save(update_fields=["segment_ids"])
         sample = ShadowSample.objects.create(
-            application=application, decision=decision, direction="cheap_to_strong", primary_tier="cheap",
-            shadow_tier="strong", inclusion_probability=pi, reason="base", status="done", judge_status="done",
-            verdict=verdict, materially_disagree=verdict != "equivalent",
+            application=application,
+            decision=decision,
+            direction="cheap_to_strong",
+            primary_tier="cheap",
+            shadow_tier="strong",
+            inclusion_probability=pi,
+            reason="base",
+            status="done",
+            judge_status="done",
+            verdict=verdict,
+            materially_disagree=verdict != "equivalent",
             segment_ids=[segment.id] if segment else [],
         )
         ShadowRun.objects.create(
-            sample=sample, model="strong", response=f"strong answer {start + i}", prompt_tokens=1,
-            completion_tokens=1, cost_usd=0, latency_ms=1, attempts=1,
+            sample=sample,
+            model="strong",
+            response=f"strong answer {start + i}",
+            prompt_tokens=1,
+            completion_tokens=1,
+            cost_usd=0,
+            latency_ms=1,
+            attempts=1,
         )
         Judgment.objects.create(
-            sample=sample, judge=judge, application=application, judge_kind="pairwise_llm",
-            prompt_version="pairwise-v1", status="ok", verdict=verdict, materially_disagree=verdict != "equivalent",
+            sample=sample,
+            judge=judge,
+            application=application,
+            judge_kind="pairwise_llm",
+            prompt_version="pairwise-v1",
+            status="ok",
+            verdict=verdict,
+            materially_disagree=verdict != "equivalent",
         )
         samples.append(sample)
     return samples
@@ -75,7 +97,8 @@ def test_the_queue_is_stratified_and_filled_once(owner):
     app = owner.application
     segment = Segment.objects.create(application=app, slug="rare", rule='tenant == "x"')
     _pairs(app, ["equivalent"] * 10)
-    _pairs(app, ["shadow_better"] * 4, segment=segment, start=100)
+    # Six in the segment: even if "all traffic" draws three of them, three remain for the segment.
+    _pairs(app, ["shadow_better"] * 6, segment=segment, start=100)
     added = review_queue_fill(application=app, per_stratum=3, seed=1)
     in_segment = ReviewItem.objects.filter(stratum=segment.id)
     assert added == 6
@@ -116,7 +139,9 @@ def test_agreement_and_corrected_regret_match_hand_computation(owner, reviewer):
         review_label(item=item, reviewer=reviewer, choice="b" if human == "shadow_better" else "equivalent")
     rollup_refresh()
     (row,) = agreement_table(application=app)
-    expected_kappa = cohens_kappa_from_labels(judge_says, people_say, categories=("primary_better", "equivalent", "shadow_better"))
+    expected_kappa = cohens_kappa_from_labels(
+        judge_says, people_say, categories=("primary_better", "equivalent", "shadow_better")
+    )
     assert row.pairs == 20 and row.segment == "all"
     assert row.kappa == pytest.approx(expected_kappa.kappa)
     # Sensitivity: of the 9 pairs people call regret, the judge said regret on 8.
@@ -124,7 +149,9 @@ def test_agreement_and_corrected_regret_match_hand_computation(owner, reviewer):
     assert (row.sensitivity, row.specificity) == ("8/9", "9/11")
     observed = weighted_rate([v == "shadow_better" for v in judge_says], [0.5] * 20)
     assert row.observed_regret == pytest.approx(0.5)
-    expected = rogan_gladen(0.5, observed.variance, sensitivity_hits=8, sensitivity_n=9, specificity_hits=9, specificity_n=11)
+    expected = rogan_gladen(
+        0.5, observed.variance, sensitivity_hits=8, sensitivity_n=9, specificity_hits=9, specificity_n=11
+    )
     # By hand: (0.5 + 9/11 − 1) / (8/9 + 9/11 − 1)
     assert expected.estimate == pytest.approx((0.5 + 9 / 11 - 1) / (8 / 9 + 9 / 11 - 1))
     assert row.corrected_regret == pytest.approx(expected.estimate)
@@ -156,7 +183,10 @@ class TestPages:
         assert client.get(f"/apps/{owner.application.slug}/review/").status_code == 404
         csrf_client = Client(enforce_csrf_checks=True)
         csrf_client.force_login(reviewer)
-        assert csrf_client.post(f"/apps/{owner.application.slug}/review/{item.id}/label/", {"choice": "a"}).status_code == 403
+        assert (
+            csrf_client.post(f"/apps/{owner.application.slug}/review/{item.id}/label/", {"choice": "a"}).status_code
+            == 403
+        )
         assert not ReviewLabel.objects.exists()
 
     def test_the_empty_queue_says_what_to_do(self, owner, reviewer):
@@ -172,8 +202,15 @@ class TestApi:
         item = ReviewItem.objects.create(application=owner.application, sample=sample, primary_is_a=True)
         client = owner.client("read")
         body = client.get("/api/v1/review/").json()
-        assert body == [{"id": item.id, "prompt": "question 0", "answer_a": "cheap answer 0",
-                         "answer_b": "strong answer 0", "labels": 0}]
+        assert body == [
+            {
+                "id": item.id,
+                "prompt": "question 0",
+                "answer_a": "cheap answer 0",
+                "answer_b": "strong answer 0",
+                "labels": 0,
+            }
+        ]
         assert client.post(f"/api/v1/review/{item.id}/label/", {"choice": "a"}, format="json").status_code == 403
 
     def test_people_label_over_the_api(self, owner, reviewer):

@@ -129,7 +129,9 @@ class World:
             truth.append((seg, better, cheap, shadow_cheap, version))
         for chunk in range(0, n, 5000):
             # sample=False: this world draws its own samples (with known π) below, as the sampler would.
-            result = decision_ingest_batch(application=self.application, items=items[chunk : chunk + 5000], sample=False)
+            result = decision_ingest_batch(
+                application=self.application, items=items[chunk : chunk + 5000], sample=False
+            )
             assert result.rejected == 0, result.errors[:3]
         ids = dict(
             Decision.objects.filter(

@@ -14,7 +14,13 @@ PASSWORD = "correct horse battery"
 
 
 def test_an_approver_approves_a_stage_and_the_routing_config_follows(
-    page, live_server, owner, people, versions, evidence, screenshot  # noqa: F811
+    page,
+    live_server,
+    owner,
+    people,
+    versions,
+    evidence,
+    screenshot,  # noqa: F811
 ):
     evidence.passing()
     plan = [{"weight_bp": w, "min_duration_s": 0} for w in (0, 100, 500, 2500, 5000, 10000)]
@@ -61,7 +67,9 @@ def test_an_approver_approves_a_stage_and_the_routing_config_follows(
 def test_a_stale_page_cannot_approve(page, live_server, owner, people, versions, evidence, screenshot):  # noqa: F811
     evidence.passing()
     plan = [{"weight_bp": w, "min_duration_s": 0} for w in (0, 100, 10000)]
-    rollout = rollout_request(application=owner.application, actor=people.actor("otto"), candidate=versions["v13"], stages=plan)
+    rollout = rollout_request(
+        application=owner.application, actor=people.actor("otto"), candidate=versions["v13"], stages=plan
+    )
     rollout_approve(rollout=rollout, actor=people.actor("arne"), evidence_hash=rollout.evidence_hash, reason="start")
     anna = people["anna"]
     anna.set_password(PASSWORD)

@@ -57,7 +57,11 @@ def _step(rollout: Rollout, people, clock) -> None:
     following = evidence["next_stage"]
     if following and following["advance"] == "manual" and evidence["overall"] == "pass":
         rollout_approve(
-            rollout=rollout, actor=people.actor("anna"), evidence_hash=evidence["hash"], reason="gates pass", now=clock.now
+            rollout=rollout,
+            actor=people.actor("anna"),
+            evidence_hash=evidence["hash"],
+            reason="gates pass",
+            now=clock.now,
         )
     rollouts_sweep(now=clock.now)
     rollout.refresh_from_db()

@@ -59,8 +59,13 @@ def world(owner):
     """40 cheap + 10 strong decisions in one hour; 'acme' tenant is segment A (first 10 cheap)."""
     app = owner.application
     ModelEndpoint.objects.create(
-        application=app, name="big", tier="strong", base_url="http://127.0.0.1:1/v1", model="big",
-        input_price_per_mtok=2, output_price_per_mtok=8,
+        application=app,
+        name="big",
+        tier="strong",
+        base_url="http://127.0.0.1:1/v1",
+        model="big",
+        input_price_per_mtok=2,
+        output_price_per_mtok=8,
     )
     seg = Segment.objects.create(application=app, slug="acme", name="Acme", rule='tenant == "acme"')
     items = [decision(i, tenant="acme" if i < 10 else "public") for i in range(40)]
@@ -179,7 +184,10 @@ class TestApi:
 
     def test_it_refuses_without_read_scope_and_other_apps(self, owner, outsider):
         assert owner.client("ingest").get("/api/v1/segments/stats").status_code == 403
-        assert outsider.client("read").get(f"/api/v1/segments/stats?application={owner.application.slug}").status_code == 403
+        assert (
+            outsider.client("read").get(f"/api/v1/segments/stats?application={owner.application.slug}").status_code
+            == 403
+        )
         from rest_framework.test import APIClient
 
         assert APIClient().get("/api/v1/segments/stats").status_code == 401

@@ -125,9 +125,18 @@ def test_the_admin_form_refuses_a_url_outside_the_allowlist(owner):
     from router_ops.applications.admin import ModelEndpointForm
 
     form = ModelEndpointForm(
-        data={"application": owner.application.id, "name": "m", "tier": "strong", "provider": "openai",
-              "base_url": "http://10.0.0.5/v1", "model": "x", "input_price_per_mtok": 0, "output_price_per_mtok": 0,
-              "timeout_s": 30, "max_concurrency": 4}
+        data={
+            "application": owner.application.id,
+            "name": "m",
+            "tier": "strong",
+            "provider": "openai",
+            "base_url": "http://10.0.0.5/v1",
+            "model": "x",
+            "input_price_per_mtok": 0,
+            "output_price_per_mtok": 0,
+            "timeout_s": 30,
+            "max_concurrency": 4,
+        }
     )
     assert not form.is_valid()
     assert "base_url" in form.errors

@@ -28,7 +28,9 @@ def insert_decisions(application, count: int, *, stale_segment_id: int = -1) -> 
     carries `stale_segment_id`."""
     version, _ = RouterVersion.objects.get_or_create(application=application, name="v1")
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT, {"app": application.id, "version": version.id, "stale": stale_segment_id, "count": count})
+        cursor.execute(
+            _INSERT, {"app": application.id, "version": version.id, "stale": stale_segment_id, "count": count}
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -51,8 +51,13 @@ def insert_judged_samples(
         verdict = "shadow_better" if rng.random() < regret else rng.choice(["primary_better", "equivalent"])
         decisions.append(
             Decision(
-                application=application, decision_id=f"sim-{seed}-{i}", occurred_at=now - timedelta(minutes=1 + i % 5000),
-                router_version=version, unit_id=request.unit_id, routed_to="cheap", prompt_tokens=request.prompt_tokens,
+                application=application,
+                decision_id=f"sim-{seed}-{i}",
+                occurred_at=now - timedelta(minutes=1 + i % 5000),
+                router_version=version,
+                unit_id=request.unit_id,
+                routed_to="cheap",
+                prompt_tokens=request.prompt_tokens,
                 attributes=request.attributes,
             )
         )
@@ -61,9 +66,17 @@ def insert_judged_samples(
     ShadowSample.objects.bulk_create(
         [
             ShadowSample(
-                application=application, decision=decision, direction=ShadowSample.DIRECTION_UP, primary_tier="cheap",
-                shadow_tier="strong", inclusion_probability=pi, reason="quota", status="done", judge_status="done",
-                verdict=verdict, judged_at=now,
+                application=application,
+                decision=decision,
+                direction=ShadowSample.DIRECTION_UP,
+                primary_tier="cheap",
+                shadow_tier="strong",
+                inclusion_probability=pi,
+                reason="quota",
+                status="done",
+                judge_status="done",
+                verdict=verdict,
+                judged_at=now,
             )
             for decision, (pi, verdict) in zip(decisions, meta, strict=True)
         ],

@@ -21,10 +21,41 @@ from segments import dsl
 from segments.predicate import compile_predicate
 from segments.rule_q import rule_q
 
-STRINGS = ["", "acme", "ACME", "acme-corp", "api", "api\n", "é", "Zürich", "10", "3", "python-requests/2.32", "BULK-1 x", "a.b", "z", "Ωmega"]
+STRINGS = [
+    "",
+    "acme",
+    "ACME",
+    "acme-corp",
+    "api",
+    "api\n",
+    "é",
+    "Zürich",
+    "10",
+    "3",
+    "python-requests/2.32",
+    "BULK-1 x",
+    "a.b",
+    "z",
+    "Ωmega",
+]
 INTS = [-3, 0, 1, 2, 3, 10, 2000, 2001, 10**15 + 1]
 FLOATS = [0.1, 0.5, 2.5, 3.0, -0.0, 1e-7, 1e20, 0.30000000000000004, 2000.5, -1.5]
-NUMBER_LITERALS = ["0", "1", "3", "3.0", "-3", "2.5", "0.1", "0.10000000000000001", "1e-7", "2000", "1e20", "1000000000000001", "0.30000000000000004", "-0"]
+NUMBER_LITERALS = [
+    "0",
+    "1",
+    "3",
+    "3.0",
+    "-3",
+    "2.5",
+    "0.1",
+    "0.10000000000000001",
+    "1e-7",
+    "2000",
+    "1e20",
+    "1000000000000001",
+    "0.30000000000000004",
+    "-0",
+]
 REGEXES = ["^BULK-", "acme$", "a.c", "[a-c]+", "^(api|web)$", "é", "\\.", "^$", "c$", "^[^a]", "(ab|c){2}", "r.*ch"]
 ATTRIBUTE_PATHS = [("tenant",), ("channel",), ("n",), ("flag",), ("client",), ("meta", "a"), ("meta", "b", "c")]
 TEXT_FIELDS = ["routed_to", "router_version", "model", "unit_id", "prompt", "response"]
@@ -47,10 +78,20 @@ json_values = st.one_of(
     json_scalars,
     json_scalars,
     st.lists(json_scalars, max_size=2),
-    st.fixed_dictionaries({}, optional={"a": json_scalars, "b": st.fixed_dictionaries({}, optional={"c": json_scalars})}),
+    st.fixed_dictionaries(
+        {}, optional={"a": json_scalars, "b": st.fixed_dictionaries({}, optional={"c": json_scalars})}
+    ),
 )
 attributes = st.fixed_dictionaries(
-    {}, optional={"tenant": json_values, "channel": json_values, "n": json_values, "flag": json_values, "client": json_values, "meta": json_values}
+    {},
+    optional={
+        "tenant": json_values,
+        "channel": json_values,
+        "n": json_values,
+        "flag": json_values,
+        "client": json_values,
+        "meta": json_values,
+    },
 )
 
 decisions = st.fixed_dictionaries(
@@ -135,7 +176,9 @@ def _report_tally():
 
 
 @pytest.mark.django_db
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(rule=rules, items=st.lists(decisions, min_size=1, max_size=3))
 def test_sql_and_python_agree(owner, rule, items):
     text = dsl.render(rule)
@@ -147,8 +190,12 @@ def test_sql_and_python_agree(owner, rule, items):
     assert result.rejected == 0, result.errors
     predicate = compile_predicate(node)
     tiers = application_tiers(owner.application)
-    stored = {d.decision_id: d for d in Decision.objects.filter(id__in=result.inserted_ids).select_related("router_version")}
-    in_sql = set(Decision.objects.filter(id__in=result.inserted_ids).filter(rule_q(node)).values_list("decision_id", flat=True))
+    stored = {
+        d.decision_id: d for d in Decision.objects.filter(id__in=result.inserted_ids).select_related("router_version")
+    }
+    in_sql = set(
+        Decision.objects.filter(id__in=result.inserted_ids).filter(rule_q(node)).values_list("decision_id", flat=True)
+    )
     for item in batch:
         clean = decision_validate(item, tiers)
         expected = item["decision_id"] in in_sql

@@ -57,7 +57,9 @@ def test_every_endpoint_refuses_a_missing_key(segment, dimension):
 
 def test_every_endpoint_refuses_another_applications_key_naming_this_one(owner, outsider, segment, dimension):
     for method, url, body, _ in _endpoints(segment, dimension):
-        response = _call(outsider.client("ingest,read,admin"), method, f"{url}?application={owner.application.slug}", body)
+        response = _call(
+            outsider.client("ingest,read,admin"), method, f"{url}?application={owner.application.slug}", body
+        )
         assert response.status_code == 403, (method, url)
 
 
@@ -89,35 +91,61 @@ def test_every_endpoint_works_with_the_right_key(owner, segment, dimension):
 def test_it_creates_a_segment_and_queues_its_backfill(owner, enqueued, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = owner.client("admin").post(
-            "/api/v1/segments", {"slug": "enterprise-api", "name": "Enterprise API", "rule": 'channel == "api" and user_tier == "enterprise"'}, format="json"
+            "/api/v1/segments",
+            {
+                "slug": "enterprise-api",
+                "name": "Enterprise API",
+                "rule": 'channel == "api" and user_tier == "enterprise"',
+            },
+            format="json",
         )
     assert response.status_code == 201, response.content
     body = response.json()
     segment = Segment.objects.get(application=owner.application, slug="enterprise-api")
     assert body == {
-        "id": segment.id, "slug": "enterprise-api", "name": "Enterprise API",
-        "rule": 'channel == "api" and user_tier == "enterprise"', "active": True,
-        "created_at": body["created_at"], "updated_at": body["updated_at"],
-        "backfill": {"status": "pending", "processed": 0, "total": None, "percent": None, "through_id": 0,
-                     "started_at": None, "finished_at": None, "error": ""},
+        "id": segment.id,
+        "slug": "enterprise-api",
+        "name": "Enterprise API",
+        "rule": 'channel == "api" and user_tier == "enterprise"',
+        "active": True,
+        "created_at": body["created_at"],
+        "updated_at": body["updated_at"],
+        "backfill": {
+            "status": "pending",
+            "processed": 0,
+            "total": None,
+            "percent": None,
+            "through_id": 0,
+            "started_at": None,
+            "finished_at": None,
+            "error": "",
+        },
     }
     assert enqueued == [("backfill", segment.id)]
 
 
 def test_a_bad_rule_is_a_400_naming_line_and_column(owner, enqueued):
-    response = owner.client("admin").post("/api/v1/segments/", {"slug": "x", "rule": 'channel ==\n and tier == "a"'}, format="json")
+    response = owner.client("admin").post(
+        "/api/v1/segments/", {"slug": "x", "rule": 'channel ==\n and tier == "a"'}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["error"] == {
         "code": "invalid",
         "message": "The request is invalid; see details.",
-        "details": {"rule": ["Invalid rule at line 2, column 2: expected a value (a string, a number, true or false) after '==', found 'and'."]},
+        "details": {
+            "rule": [
+                "Invalid rule at line 2, column 2: expected a value (a string, a number, true or false) after '==', found 'and'."
+            ]
+        },
     }
     assert not Segment.objects.exists()
     assert enqueued == []
 
 
 def test_it_rejects_unknown_fields_and_duplicate_slugs(owner, segment):
-    response = owner.client("admin").post("/api/v1/segments/", {"slug": "x", "rule": "a exists", "colour": "red"}, format="json")
+    response = owner.client("admin").post(
+        "/api/v1/segments/", {"slug": "x", "rule": "a exists", "colour": "red"}, format="json"
+    )
     assert response.status_code == 400
     assert response.json()["error"]["details"] == {"colour": ["Unknown field."]}
     response = owner.client("admin").post("/api/v1/segments/", {"slug": "api", "rule": "a exists"}, format="json")
@@ -125,13 +153,17 @@ def test_it_rejects_unknown_fields_and_duplicate_slugs(owner, segment):
     assert response.json()["error"]["details"] == {"slug": ["Already used in this application."]}
 
 
-def test_a_rule_change_restarts_the_backfill_and_a_name_change_does_not(owner, segment, enqueued, django_capture_on_commit_callbacks):
+def test_a_rule_change_restarts_the_backfill_and_a_name_change_does_not(
+    owner, segment, enqueued, django_capture_on_commit_callbacks
+):
     enqueued.clear()
     with django_capture_on_commit_callbacks(execute=True):
         response = owner.client("admin").patch(f"/api/v1/segments/{segment.id}/", {"name": "API"}, format="json")
     assert response.status_code == 200 and enqueued == []
     with django_capture_on_commit_callbacks(execute=True):
-        response = owner.client("admin").patch(f"/api/v1/segments/{segment.id}", {"rule": 'channel == "web"'}, format="json")
+        response = owner.client("admin").patch(
+            f"/api/v1/segments/{segment.id}", {"rule": 'channel == "web"'}, format="json"
+        )
     assert response.status_code == 200
     assert response.json()["rule"] == 'channel == "web"'
     assert enqueued == [("backfill", segment.id)]
@@ -154,7 +186,9 @@ def test_dimension_validation(owner):
     response = client.post("/api/v1/dimensions/", {"path": "prompt_tokens", "bucket_edges": [2000, 500]}, format="json")
     assert response.json()["error"]["details"] == {"bucket_edges": ["Bucket edges must be strictly increasing."]}
     response = client.post("/api/v1/dimensions/", {"path": "routed_to", "bucket_edges": [1]}, format="json")
-    assert response.json()["error"]["details"] == {"bucket_edges": ["'routed_to' is text; only numeric paths are bucketed."]}
+    assert response.json()["error"]["details"] == {
+        "bucket_edges": ["'routed_to' is text; only numeric paths are bucketed."]
+    }
 
 
 def test_slices_through_the_api(owner, dimension):

@@ -50,9 +50,11 @@ def test_it_backfills_100000_decisions(owner, enqueued, django_capture_on_commit
     assert _members(owner.application, segment.id) == expected
     assert (segment.backfill_status, segment.backfill_processed, segment.backfill_total) == ("done", 100_000, 100_000)
     # No decision carries the id twice.
-    assert not Decision.objects.filter(application=owner.application).extra(
-        where=["array_length(segment_ids, 1) <> cardinality(ARRAY(SELECT DISTINCT unnest(segment_ids)))"]
-    ).exists()
+    assert (
+        not Decision.objects.filter(application=owner.application)
+        .extra(where=["array_length(segment_ids, 1) <> cardinality(ARRAY(SELECT DISTINCT unnest(segment_ids)))"])
+        .exists()
+    )
 
 
 @pytest.mark.django_db
@@ -72,7 +74,11 @@ def test_it_resumes_after_a_failure_and_is_idempotent(owner, enqueued, monkeypat
     with pytest.raises(RuntimeError):
         segment_backfill(segment.id, batch_size=1_000)
     segment.refresh_from_db()
-    assert (segment.backfill_status, segment.backfill_processed, segment.backfill_error) == ("failed", 2_000, "RuntimeError: worker lost")
+    assert (segment.backfill_status, segment.backfill_processed, segment.backfill_error) == (
+        "failed",
+        2_000,
+        "RuntimeError: worker lost",
+    )
     cursor = segment.backfill_through_id
 
     monkeypatch.setattr(services, "_backfill_batch", real_batch)
@@ -82,9 +88,13 @@ def test_it_resumes_after_a_failure_and_is_idempotent(owner, enqueued, monkeypat
     assert (segment.backfill_status, segment.backfill_processed) == ("done", 5_000)
     assert _disagreements(owner.application, segment.id) == 0
 
-    before = list(Decision.objects.filter(application=owner.application).order_by("id").values_list("segment_ids", flat=True))
+    before = list(
+        Decision.objects.filter(application=owner.application).order_by("id").values_list("segment_ids", flat=True)
+    )
     assert segment_backfill(segment.id).backfill_status == "done"  # a second delivery changes nothing
-    after = list(Decision.objects.filter(application=owner.application).order_by("id").values_list("segment_ids", flat=True))
+    after = list(
+        Decision.objects.filter(application=owner.application).order_by("id").values_list("segment_ids", flat=True)
+    )
     assert before == after
 
 

@@ -47,7 +47,9 @@ def seeded(owner):
     return owner.application
 
 
-def test_the_seeded_enterprise_scripted_api_slice_is_ranked_first(seeded, discovery_sent, django_capture_on_commit_callbacks):
+def test_the_seeded_enterprise_scripted_api_slice_is_ranked_first(
+    seeded, discovery_sent, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         run, created = discovery_run_request(application=seeded, trigger="api")
     assert created and discovery_sent == [run.id]
@@ -94,7 +96,9 @@ def test_over_200_null_datasets_the_false_discovery_proportion_averages_at_most_
         tested.append(result.tested)
     elapsed = time.monotonic() - started
     mean_fdp = float(np.mean(proportions))
-    print(f"\nmean FDP over {NULL_DATASETS} null datasets: {mean_fdp:.3f} ({np.mean(tested):.0f} slices tested each, {elapsed:.1f} s)")
+    print(
+        f"\nmean FDP over {NULL_DATASETS} null datasets: {mean_fdp:.3f} ({np.mean(tested):.0f} slices tested each, {elapsed:.1f} s)"
+    )
     assert min(tested) > 40  # singles and crosses were really tested
     assert mean_fdp <= Q
 
@@ -166,7 +170,9 @@ def test_a_failing_run_is_marked_failed_with_the_reason(seeded, discovery_sent, 
 
 def test_the_sweep_queues_applications_with_judged_samples_and_fails_lost_runs(seeded, outsider, discovery_sent):
     lost = DiscoveryRun.objects.create(
-        application=outsider.application, window=timedelta(days=7), status="running",
+        application=outsider.application,
+        window=timedelta(days=7),
+        status="running",
         started_at=timezone.now() - timedelta(hours=2),
     )
     assert discovery_sweep() == 1
@@ -204,7 +210,9 @@ def test_the_api_lists_the_latest_runs_findings_queues_runs_and_promotes(seeded,
     assert queued.status_code == 202 and queued.json()["status"] == "pending"
     assert admin.post("/api/v1/discoveries/run").status_code == 200  # the open run, not a second one
     assert admin.post("/api/v1/discoveries/run", {"q": 2}, format="json").status_code == 400
-    assert admin.post("/api/v1/discoveries/run", {"windw": "7d"}, format="json").json()["error"]["details"] == {"windw": ["Unknown field."]}
+    assert admin.post("/api/v1/discoveries/run", {"windw": "7d"}, format="json").json()["error"]["details"] == {
+        "windw": ["Unknown field."]
+    }
     discovery_run(queued.json()["id"])
 
     body = read.get("/api/v1/discoveries/").json()
@@ -223,4 +231,6 @@ def test_the_api_lists_the_latest_runs_findings_queues_runs_and_promotes(seeded,
     assert again.status_code == 409 and "enterprise-api" in again.json()["error"]["message"]
     second = body["findings"][1]
     clash = admin.post(f"/api/v1/discoveries/{second['id']}/promote", {"slug": "enterprise-api"}, format="json")
-    assert clash.status_code == 400 and clash.json()["error"]["details"] == {"slug": ["Already used in this application."]}
+    assert clash.status_code == 400 and clash.json()["error"]["details"] == {
+        "slug": ["Already used in this application."]
+    }

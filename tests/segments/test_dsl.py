@@ -18,7 +18,10 @@ def attr(*keys):
 @pytest.mark.parametrize(
     ("text", "tree"),
     [
-        ('channel == "api" and user_tier == "enterprise"', And((Compare(attr("channel"), "==", "api"), Compare(attr("user_tier"), "==", "enterprise")))),
+        (
+            'channel == "api" and user_tier == "enterprise"',
+            And((Compare(attr("channel"), "==", "api"), Compare(attr("user_tier"), "==", "enterprise"))),
+        ),
         ("prompt_tokens >= 2000", Compare(Path("prompt_tokens"), ">=", Decimal(2000))),
         ('client startswith "python-requests"', Compare(attr("client"), "startswith", "python-requests")),
         ("attributes.x.y == 3", Compare(attr("x", "y"), "==", Decimal(3))),
@@ -26,7 +29,10 @@ def attr(*keys):
         ("not (locale exists)", Not(Exists(attr("locale")))),
         ('prompt matches "^BULK-"', Compare(Path("prompt"), "matches", "^BULK-")),
         ('router_version != "v12"', Compare(Path("router_version"), "!=", "v12")),
-        ("flag == true or n not in [1, 2.5]", Or((Compare(attr("flag"), "==", True), In(attr("n"), (Decimal(1), Decimal("2.5")), True)))),
+        (
+            "flag == true or n not in [1, 2.5]",
+            Or((Compare(attr("flag"), "==", True), In(attr("n"), (Decimal(1), Decimal("2.5")), True))),
+        ),
         ('attributes."user-agent" contains "bot"', Compare(attr("user-agent"), "contains", "bot")),
         ("attributes.prompt_tokens > 1", Compare(attr("prompt_tokens"), ">", Decimal(1))),
         ("a.b.c exists", Exists(attr("a", "b", "c"))),
@@ -41,16 +47,29 @@ def test_it_parses(text, tree):
 
 def test_and_binds_tighter_than_or():
     assert parse("a == 1 or b == 2 and c == 3") == Or(
-        (Compare(attr("a"), "==", Decimal(1)), And((Compare(attr("b"), "==", Decimal(2)), Compare(attr("c"), "==", Decimal(3)))))
+        (
+            Compare(attr("a"), "==", Decimal(1)),
+            And((Compare(attr("b"), "==", Decimal(2)), Compare(attr("c"), "==", Decimal(3)))),
+        )
     )
 
 
 @pytest.mark.parametrize(
     ("text", "line", "column", "message"),
     [
-        ("channel ==", 1, 11, "expected a value (a string, a number, true or false) after '==', found the end of the rule"),
+        (
+            "channel ==",
+            1,
+            11,
+            "expected a value (a string, a number, true or false) after '==', found the end of the rule",
+        ),
         ("channel == and", 1, 12, "expected a value (a string, a number, true or false) after '==', found 'and'"),
-        ('channel "api"', 1, 9, "expected an operator (==, !=, <, <=, >, >=, in, not in, startswith, endswith, contains, matches, exists) or '.' after 'channel', found '\"api\"'"),
+        (
+            'channel "api"',
+            1,
+            9,
+            "expected an operator (==, !=, <, <=, >, >=, in, not in, startswith, endswith, contains, matches, exists) or '.' after 'channel', found '\"api\"'",
+        ),
         ("(a == 1", 1, 8, "expected ')', 'and' or 'or' after '1', found the end of the rule"),
         ("a == 1 AND b == 2", 1, 8, "expected 'and', 'or' or the end of the rule after '1', found 'AND'"),
         ('a == 1\n  and == "x"', 2, 7, "expected '(', 'not' or a field or attribute name after 'and', found '=='"),
@@ -60,16 +79,31 @@ def test_and_binds_tighter_than_or():
         ('a == "abc', 1, 6, 'unterminated string or bad escape (strings are "…" with JSON escapes)'),
         ('a == "\\q"', 1, 6, 'unterminated string or bad escape (strings are "…" with JSON escapes)'),
         ("", 1, 1, 'the rule is empty; expected a comparison such as channel == "api"'),
-        ('prompt_tokens startswith "1"', 1, 15, "'startswith' needs a text field or attribute; 'prompt_tokens' is a number"),
+        (
+            'prompt_tokens startswith "1"',
+            1,
+            15,
+            "'startswith' needs a text field or attribute; 'prompt_tokens' is a number",
+        ),
         ("routed_to == 3", 1, 14, "'routed_to' is text; compare it with a string in double quotes"),
         ('latency_ms in [1, "x"]', 1, 19, "'latency_ms' is a number; compare it with a number"),
         ("attributes == 1", 1, 1, "expected '.' and a key after 'attributes', e.g. attributes.tenant"),
-        ("prompt_tokens.x == 1", 1, 1, "'prompt_tokens' is a decision field and has no keys; use attributes.prompt_tokens… for an attribute"),
+        (
+            "prompt_tokens.x == 1",
+            1,
+            1,
+            "'prompt_tokens' is a decision field and has no keys; use attributes.prompt_tokens… for an attribute",
+        ),
         ("a < true", 1, 5, "'<' compares numbers or strings, not true/false"),
         ("x == 1e400", 1, 6, "number out of range (magnitude between 1e-300 and 1e300)"),
         ('x == "\\u0000"', 1, 6, "strings may not contain NUL (\\u0000)"),
         ('x matches "(a"', 1, 11, "unsupported regular expression: unclosed '('"),
-        ('x matches "\\\\d+"', 1, 11, "unsupported regular expression: '\\d' at offset 0 (escape only punctuation, or use \\n, \\t)"),
+        (
+            'x matches "\\\\d+"',
+            1,
+            11,
+            "unsupported regular expression: '\\d' at offset 0 (escape only punctuation, or use \\n, \\t)",
+        ),
     ],
 )
 def test_it_reports_position_and_expectation(text, line, column, message):
@@ -165,9 +199,16 @@ def test_fields_read_from_dicts_and_objects():
         cost_usd = 0.123456785
         attributes = {"channel": "api"}
 
-    predicate = compile_predicate('router_version == "v12" and prompt_tokens >= 2000 and cost_usd == 0.12345679 and channel == "api"')
+    predicate = compile_predicate(
+        'router_version == "v12" and prompt_tokens >= 2000 and cost_usd == 0.12345679 and channel == "api"'
+    )
     assert predicate(Row()) is True
-    assert predicate({"router_version": "v12", "prompt_tokens": 2500, "cost_usd": 0.123456785, "attributes": {"channel": "api"}}) is True
+    assert (
+        predicate(
+            {"router_version": "v12", "prompt_tokens": 2500, "cost_usd": 0.123456785, "attributes": {"channel": "api"}}
+        )
+        is True
+    )
     assert predicate({"router_version": "v12", "prompt_tokens": 1999, "attributes": {"channel": "api"}}) is False
 
 

@@ -49,7 +49,7 @@ def test_jsonl_keeps_good_rows_and_names_each_bad_line():
 def test_csv_with_attr_columns_keeps_good_rows_and_numbers_lines_of_multiline_cells():
     data = (
         b"prompt,routed_to,correct,attr.channel,attr.client.name\n"
-        b'hello,cheap,true,api,python\n'
+        b"hello,cheap,true,api,python\n"
         b'"two\nlines",strong,1,ui,\n'
         b"x,cheap,maybe,api,curl\n"
         b"y,cheap,false,api\n"
@@ -79,10 +79,18 @@ def test_csv_without_attr_columns_takes_every_other_column_as_an_attribute():
     [
         (b"", "empty", "The file is empty."),
         (b"  \n\n", "empty", "The file is empty."),
-        (b"prompt,correct\nhi,true\n", "missing_column", "line 1: missing column 'routed_to' (the header has: prompt, correct)."),
+        (
+            b"prompt,correct\nhi,true\n",
+            "missing_column",
+            "line 1: missing column 'routed_to' (the header has: prompt, correct).",
+        ),
         (b"routed_to,correct,attr.channel,notes\n", "header", "line 1: column 'notes' is neither reserved"),
         (b"routed_to,correct,choice\n", "header", "line 1: column 'routed_to' appears more than once."),
-        (b"routed_to,correct,attr.a,attr.a.b\n", "header", "line 1: attribute 'a' cannot be both a value and an object"),
+        (
+            b"routed_to,correct,attr.a,attr.a.b\n",
+            "header",
+            "line 1: attribute 'a' cannot be both a value and an object",
+        ),
         (b"\xff\xfe routed_to", "encoding", "The file is not UTF-8 (byte 0)."),
     ],
 )

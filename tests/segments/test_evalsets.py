@@ -30,14 +30,21 @@ def _items(channel: str, total: int, correct: int) -> list[str]:
     ]
 
 
-def _traffic(application, counts: dict[str, int], segment_ids: dict[str, list[int]] | None = None, *, age=timedelta(hours=1)):
+def _traffic(
+    application, counts: dict[str, int], segment_ids: dict[str, list[int]] | None = None, *, age=timedelta(hours=1)
+):
     version, _ = RouterVersion.objects.get_or_create(application=application, name="v1")
     now = timezone.now()
     Decision.objects.bulk_create(
         [
             Decision(
-                application=application, decision_id=f"{channel}-{i}-{age}", occurred_at=now - age, router_version=version,
-                unit_id="u", routed_to="cheap", attributes={"channel": channel},
+                application=application,
+                decision_id=f"{channel}-{i}-{age}",
+                occurred_at=now - age,
+                router_version=version,
+                unit_id="u",
+                routed_to="cheap",
+                attributes={"channel": channel},
                 segment_ids=(segment_ids or {}).get(channel, []),
             )
             for channel, n in counts.items()
@@ -77,7 +84,9 @@ def test_psi_and_reweighted_accuracy_match_the_hand_computation(known_mix):
     assert channel.psi_level == "major"
     rows = {c.value: c for c in channel.categories}
     assert [(v, rows[v].eval_share, rows[v].traffic_share) for v in ("ui", "api", "mobile")] == [
-        ("ui", 0.8, 0.5), ("api", 0.2, 0.4), ("mobile", 0.0, 0.1)
+        ("ui", 0.8, 0.5),
+        ("api", 0.2, 0.4),
+        ("mobile", 0.0, 0.1),
     ]
     assert channel.under_covered == ["mobile"]
 
@@ -114,7 +123,13 @@ def test_segments_side_by_side_and_the_barely_covered_ones(known_mix):
     comparison = evalset_compare(eval_set=eval_set, window=timedelta(days=7))
     rows = {s.slug: s for s in comparison.segments}
     api, mobile, long_prompts = rows["api"], rows["mobile"], rows["long"]
-    assert (api.traffic_share, api.eval_share, api.eval_count, api.eval_accuracy, api.under_covered) == (0.4, 0.2, 20, 0.7, False)
+    assert (api.traffic_share, api.eval_share, api.eval_count, api.eval_accuracy, api.under_covered) == (
+        0.4,
+        0.2,
+        20,
+        0.7,
+        False,
+    )
     assert (mobile.traffic_share, mobile.eval_share, mobile.under_covered) == (0.1, 0.0, True)
     # Eval items have no prompt_tokens: that segment cannot be measured on them (and is not flagged).
     assert (long_prompts.evaluable, long_prompts.eval_share, long_prompts.under_covered) == (False, None, False)
@@ -123,7 +138,9 @@ def test_segments_side_by_side_and_the_barely_covered_ones(known_mix):
 
 
 def test_an_eval_set_without_traffic_says_so(owner):
-    eval_set, _ = evalset_create(application=owner.application, name="e", data="\n".join(_items("ui", 4, 3)).encode(), fmt="jsonl")
+    eval_set, _ = evalset_create(
+        application=owner.application, name="e", data="\n".join(_items("ui", 4, 3)).encode(), fmt="jsonl"
+    )
     comparison = evalset_compare(eval_set=eval_set, window=timedelta(days=7))
     assert comparison.traffic_decisions == 0
     assert comparison.headline == "offline 75 %; no traffic in the window to compare with"
@@ -147,18 +164,27 @@ def test_upload_jsonl_as_a_raw_body_keeps_good_rows_and_reports_bad_lines(owner)
     )
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["name"], body["format"], body["items"], body["rejected"], body["offline_accuracy"]) == ("offline-v3", "jsonl", 2, 2, 0.5)
+    assert (body["name"], body["format"], body["items"], body["rejected"], body["offline_accuracy"]) == (
+        "offline-v3",
+        "jsonl",
+        2,
+        2,
+        0.5,
+    )
     assert body["errors"] == [
         "line 2: correct: expected true/false, got 'maybe'",
         "line 3: not valid JSON: Expecting property name enclosed in double quotes at column 2",
     ]
     assert list(EvalItem.objects.filter(eval_set_id=body["id"]).values_list("line", "routed_to", "correct")) == [
-        (1, "cheap", True), (4, "strong", False)
+        (1, "cheap", True),
+        (4, "strong", False),
     ]
 
 
 def test_upload_csv_as_a_multipart_file_takes_the_format_from_the_name(owner):
-    upload = SimpleUploadedFile("eval.csv", b"attr.channel,routed_to,correct\napi,cheap,1\nui,strong,nope\n", content_type="text/csv")
+    upload = SimpleUploadedFile(
+        "eval.csv", b"attr.channel,routed_to,correct\napi,cheap,1\nui,strong,nope\n", content_type="text/csv"
+    )
     response = owner.client("admin").post("/api/v1/eval-sets/", {"file": upload}, format="multipart")
     assert response.status_code == 201, response.content
     body = response.json()
@@ -170,8 +196,20 @@ def test_upload_csv_as_a_multipart_file_takes_the_format_from_the_name(owner):
     ("body", "content_type", "query", "field", "message"),
     [
         ("", "text/csv", "", "file", "The file is empty."),
-        ("prompt,correct\nx,true\n", "text/csv", "", "file", "line 1: missing column 'routed_to' (the header has: prompt, correct)."),
-        ("{broken\n[1]\n", "application/x-ndjson", "", "rows", "line 1: not valid JSON: Expecting property name enclosed in double quotes at column 2"),
+        (
+            "prompt,correct\nx,true\n",
+            "text/csv",
+            "",
+            "file",
+            "line 1: missing column 'routed_to' (the header has: prompt, correct).",
+        ),
+        (
+            "{broken\n[1]\n",
+            "application/x-ndjson",
+            "",
+            "rows",
+            "line 1: not valid JSON: Expecting property name enclosed in double quotes at column 2",
+        ),
         ("a,b\n", "text/plain", "", "format", "Say which format: format=jsonl or format=csv."),
         ("a,b\n", "text/plain", "?format=xml", "format", "Say which format: format=jsonl or format=csv (got 'xml')."),
     ],
@@ -189,7 +227,9 @@ def test_a_too_large_upload_is_413(owner, monkeypatch):
     import segments.views
 
     monkeypatch.setattr(segments.views, "MAX_EVAL_BYTES", 64)
-    response = owner.client("admin").post("/api/v1/eval-sets?format=csv", "routed_to,correct\n" + "cheap,1\n" * 20, content_type="text/csv")
+    response = owner.client("admin").post(
+        "/api/v1/eval-sets?format=csv", "routed_to,correct\n" + "cheap,1\n" * 20, content_type="text/csv"
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"
     upload = SimpleUploadedFile("e.csv", b"routed_to,correct\n" + b"cheap,1\n" * 20)
@@ -197,7 +237,9 @@ def test_a_too_large_upload_is_413(owner, monkeypatch):
     assert response.status_code == 413
     monkeypatch.setattr(segments.views, "MAX_EVAL_BYTES", 10_000)
     monkeypatch.setattr(evalset_parse, "MAX_ROWS", 5)
-    response = owner.client("admin").post("/api/v1/eval-sets?format=csv", "routed_to,correct\n" + "cheap,1\n" * 6, content_type="text/csv")
+    response = owner.client("admin").post(
+        "/api/v1/eval-sets?format=csv", "routed_to,correct\n" + "cheap,1\n" * 6, content_type="text/csv"
+    )
     assert response.status_code == 413 and "More than 5 rows" in response.json()["error"]["message"]
 
 
@@ -245,12 +287,30 @@ def _call(client: APIClient, method: str, url: str, body):
 def objects(owner):
     from segments.models import Discovery, DiscoveryRun
 
-    eval_set, _ = evalset_create(application=owner.application, name="e", data=b"routed_to,correct\ncheap,1\n", fmt="csv")
-    run = DiscoveryRun.objects.create(application=owner.application, window=timedelta(days=7), status="done", finished_at=timezone.now())
+    eval_set, _ = evalset_create(
+        application=owner.application, name="e", data=b"routed_to,correct\ncheap,1\n", fmt="csv"
+    )
+    run = DiscoveryRun.objects.create(
+        application=owner.application, window=timedelta(days=7), status="done", finished_at=timezone.now()
+    )
     discovery = Discovery.objects.create(
-        run=run, application=owner.application, rule='channel == "api"', kind="single", traffic_share=0.1, regret=0.3,
-        regret_low=0.2, regret_high=0.4, complement_regret=0.08, excess_regret=0.22, p_value=1e-5, adjusted_p_value=1e-4,
-        n=200, n_eff=150.0, impact=0.022, significant=True, rank=1,
+        run=run,
+        application=owner.application,
+        rule='channel == "api"',
+        kind="single",
+        traffic_share=0.1,
+        regret=0.3,
+        regret_low=0.2,
+        regret_high=0.4,
+        complement_regret=0.08,
+        excess_regret=0.22,
+        p_value=1e-5,
+        adjusted_p_value=1e-4,
+        n=200,
+        n_eff=150.0,
+        impact=0.022,
+        significant=True,
+        rank=1,
     )
     return eval_set, discovery
 
@@ -269,14 +329,18 @@ def test_every_endpoint_refuses_the_wrong_scope(owner, objects, enqueued):
         response = _call(owner.client(wrong), method, url, body)
         assert response.status_code == 403, (method, url)
         assert response.json()["error"]["code"] == "permission_denied"
-    assert EvalSet.objects.count() == 1 and not discovery.__class__.objects.filter(promoted_segment__isnull=False).exists()
+    assert (
+        EvalSet.objects.count() == 1 and not discovery.__class__.objects.filter(promoted_segment__isnull=False).exists()
+    )
 
 
 def test_every_endpoint_refuses_another_applications_key_naming_this_one(owner, outsider, objects):
     eval_set, discovery = objects
     for method, url, body, _ in _endpoints(eval_set.id, discovery.id):
         sep = "&" if "?" in url else "?"
-        response = _call(outsider.client("ingest,read,admin"), method, f"{url}{sep}application={owner.application.slug}", body)
+        response = _call(
+            outsider.client("ingest,read,admin"), method, f"{url}{sep}application={owner.application.slug}", body
+        )
         assert response.status_code == 403, (method, url)
 
 

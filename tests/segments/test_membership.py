@@ -10,8 +10,12 @@ from segments.membership import segment_matcher
 from segments.services import segment_create, segment_delete, segment_update
 
 ITEM = {
-    "decision_id": "d-1", "occurred_at": "2026-11-24T10:15:00Z", "router_version": "v12", "unit_id": "u-1",
-    "routed_to": "cheap", "prompt_tokens": 2400,
+    "decision_id": "d-1",
+    "occurred_at": "2026-11-24T10:15:00Z",
+    "router_version": "v12",
+    "unit_id": "u-1",
+    "routed_to": "cheap",
+    "prompt_tokens": 2400,
     "attributes": {"tenant": "acme", "channel": "api", "client": "python-requests/2.32"},
 }
 
@@ -22,7 +26,9 @@ def segments(owner, enqueued):
     return {
         "api": segment_create(application=app, slug="api", rule='channel == "api"'),
         "long": segment_create(application=app, slug="long", rule="prompt_tokens >= 2000"),
-        "scripted": segment_create(application=app, slug="scripted", rule='client startswith "python-requests" and router_version == "v12"'),
+        "scripted": segment_create(
+            application=app, slug="scripted", rule='client startswith "python-requests" and router_version == "v12"'
+        ),
         "hooli": segment_create(application=app, slug="hooli", rule='tenant == "hooli"'),
         "off": segment_create(application=app, slug="off", rule='tenant == "acme"', active=False),
     }

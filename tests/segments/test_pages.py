@@ -33,13 +33,34 @@ def _login(client, user):
 
 def _finding(application) -> Discovery:
     run = DiscoveryRun.objects.create(
-        application=application, window=timedelta(days=7), status="done", finished_at=timezone.now(), samples=2700,
-        tested=77, candidates=77, discoveries=1, overall_regret=0.09,
+        application=application,
+        window=timedelta(days=7),
+        status="done",
+        finished_at=timezone.now(),
+        samples=2700,
+        tested=77,
+        candidates=77,
+        discoveries=1,
+        overall_regret=0.09,
     )
     return Discovery.objects.create(
-        run=run, application=application, rule='channel == "api" and user_tier == "enterprise"', kind="cross",
-        traffic_share=0.03, regret=0.35, regret_low=0.3, regret_high=0.4, complement_regret=0.08, excess_regret=0.27,
-        p_value=1e-9, adjusted_p_value=1e-8, n=800, n_eff=700.0, impact=0.0081, significant=True, rank=1,
+        run=run,
+        application=application,
+        rule='channel == "api" and user_tier == "enterprise"',
+        kind="cross",
+        traffic_share=0.03,
+        regret=0.35,
+        regret_low=0.3,
+        regret_high=0.4,
+        complement_regret=0.08,
+        excess_regret=0.27,
+        p_value=1e-9,
+        adjusted_p_value=1e-8,
+        n=800,
+        n_eff=700.0,
+        impact=0.0081,
+        significant=True,
+        rank=1,
     )
 
 
@@ -51,7 +72,9 @@ def test_pages_need_a_login(client, owner):
 
 def test_pages_are_404_for_non_members(client, owner, people):
     _login(client, people["stranger"])
-    eval_set, _ = evalset_create(application=owner.application, name="e", data=b"routed_to,correct\ncheap,1\n", fmt="csv")
+    eval_set, _ = evalset_create(
+        application=owner.application, name="e", data=b"routed_to,correct\ncheap,1\n", fmt="csv"
+    )
     slug = owner.application.slug
     for url in (f"/apps/{slug}/discoveries/", f"/apps/{slug}/eval-sets/", f"/apps/{slug}/eval-sets/{eval_set.id}/"):
         assert client.get(url).status_code == 404, url
@@ -73,7 +96,10 @@ def test_a_viewer_sees_findings_but_cannot_run_or_promote(client, owner, people,
     _login(client, people["viewer"])
     slug = owner.application.slug
     page = client.get(f"/apps/{slug}/discoveries/").content.decode()
-    assert "channel == &quot;api&quot; and user_tier == &quot;enterprise&quot;" in page and "Make this a segment" not in page
+    assert (
+        "channel == &quot;api&quot; and user_tier == &quot;enterprise&quot;" in page
+        and "Make this a segment" not in page
+    )
     assert client.post(f"/apps/{slug}/discoveries/run/").status_code == 403
     assert client.post(f"/apps/{slug}/discoveries/{finding.id}/make-segment/").status_code == 403
     assert not Segment.objects.exists() and not DiscoveryRun.objects.filter(status="pending").exists()
@@ -99,7 +125,9 @@ def test_an_admin_runs_discovery_and_makes_a_segment(client, owner, people, enqu
 def test_an_admin_uploads_an_eval_set_and_sees_the_comparison(client, owner, people):
     _login(client, people["admin"])
     slug = owner.application.slug
-    upload = SimpleUploadedFile("offline.jsonl", b'{"attributes": {"channel": "api"}, "routed_to": "cheap", "correct": true}\nnope\n')
+    upload = SimpleUploadedFile(
+        "offline.jsonl", b'{"attributes": {"channel": "api"}, "routed_to": "cheap", "correct": true}\nnope\n'
+    )
     response = client.post(f"/apps/{slug}/eval-sets/", {"file": upload, "name": "offline"})
     eval_set = EvalSet.objects.get(application=owner.application)
     assert response.status_code == 302 and response["Location"] == f"/apps/{slug}/eval-sets/{eval_set.id}/"

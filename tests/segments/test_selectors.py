@@ -51,5 +51,9 @@ def test_missing_values_are_a_slice_and_the_window_bounds_the_count(owner):
     insert_decisions(owner.application, 100)  # occurred within the last 100 s, no locale
     [locale] = dimension_slices(application=owner.application, window=timedelta(days=1))
     assert [(s.label, s.count, s.rule) for s in locale.slices] == [("locale missing", 100, "not (locale exists)")]
-    [empty] = dimension_slices(application=owner.application, window=timedelta(days=1), now=Decision.objects.order_by("occurred_at").first().occurred_at)
+    [empty] = dimension_slices(
+        application=owner.application,
+        window=timedelta(days=1),
+        now=Decision.objects.order_by("occurred_at").first().occurred_at,
+    )
     assert (empty.total, empty.slices) == (0, [])

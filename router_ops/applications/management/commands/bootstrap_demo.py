@@ -72,8 +72,13 @@ def _demo_world(application) -> None:
     )
     SamplingPolicy.objects.update_or_create(
         application=application,
-        defaults={"base_rate": 0.05, "min_judged_per_segment": 200, "divergence_rate": 0.5, "reverse_rate": 0.02,
-                  "daily_budget_usd": 5},
+        defaults={
+            "base_rate": 0.05,
+            "min_judged_per_segment": 200,
+            "divergence_rate": 0.5,
+            "reverse_rate": 0.02,
+            "daily_budget_usd": 5,
+        },
     )
     for slug, name, rule in DEMO_SEGMENTS:
         if not Segment.objects.filter(application=application, slug=slug).exists():
@@ -103,7 +108,11 @@ class Command(BaseCommand):
             user = User.objects.create_superuser(username=username, email="", password=password)
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
-        password = password_file.read_text().strip() if password_file.exists() else "(unchanged; set with manage.py changepassword)"
+        password = (
+            password_file.read_text().strip()
+            if password_file.exists()
+            else "(unchanged; set with manage.py changepassword)"
+        )
 
         application, _ = application_create(slug=slug, name="Support bot (demo)")
         membership_set(user=user, application=application, role=Membership.ROLE_ADMIN)

@@ -16,7 +16,9 @@ class Command(BaseCommand):
         try:
             validate_slug(slug)
         except ValidationError:
-            raise CommandError(f"{slug!r} is not a valid slug: use letters, numbers, hyphens and underscores.") from None
+            raise CommandError(
+                f"{slug!r} is not a valid slug: use letters, numbers, hyphens and underscores."
+            ) from None
         if len(slug) > 64:
             raise CommandError("The slug may have at most 64 characters.")
         app, created = application_create(slug=slug, name=name)
