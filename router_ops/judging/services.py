@@ -7,8 +7,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import orjson
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from router_ops.applications.models import Application, ModelEndpoint
@@ -16,8 +17,10 @@ from router_ops.judging import deterministic, pairwise, recorded
 from router_ops.judging.models import Judge, JudgePrompt, Judgment
 from router_ops.rollups.services import rollup_mark_dirty_for_decisions
 from router_ops.shadow import budget, outbox
+from router_ops.shadow import selectors as shadow_selectors
 from router_ops.shadow.models import ShadowSample
 from router_ops.shadow.providers import ProviderError, chat_complete
+from router_ops.shadow.selectors import PipelineConfig
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +138,8 @@ class JudgeResult:
     calls: int = 0
     cost_usd: float = 0.0
     latency_ms: float = 0.0
+    # The budget reservation still to settle (at cost_usd) in the statement storing the judgment.
+    reservation: budget.Reservation | None = None
 
 
 def _question(decision) -> str:
@@ -168,25 +173,36 @@ def _order_run(endpoint, messages: list[dict], attempts: int) -> dict:
 
 
 def pairwise_judge_run(
-    *, judge: Judge, application_id: int, question: str, primary: str, shadow: str, final_attempt: bool
+    *,
+    judge: Judge,
+    application_id: int,
+    question: str,
+    primary: str,
+    shadow: str,
+    final_attempt: bool,
+    config: PipelineConfig | None = None,
 ) -> JudgeResult:
     """Judge the pair twice, order swapped, both orders concurrently.
 
-    1. Resolve the judge's model endpoint and rubric version.
+    1. Resolve the judge's model endpoint and rubric version (from `config` when given).
     2. Reserve budget for the worst case (2 orders × (1 call + 1 re-ask)).
     3. Run both orders; an unparseable reply is asked once more, then is a failure.
     4. Agreeing orders give the verdict; disagreeing ones `equivalent`, swap_consistent=False.
     A transient provider failure raises JudgeRetry unless this is the final attempt.
+    The returned result carries its reservation: `_judgment_store` settles it in the
+    statement that stores the judgment (every other exit settles here).
     """
-    endpoint = ModelEndpoint.objects.filter(application_id=application_id, name=judge.model).first()
+    if config is not None:
+        endpoint = config.endpoints_by_name.get(judge.model)
+        rubric = config.prompts.get(judge.prompt_version)
+    else:
+        endpoint = ModelEndpoint.objects.filter(application_id=application_id, name=judge.model).first()
+        rubric = JudgePrompt.objects.filter(version=judge.prompt_version).values_list("text", flat=True).first()
     if endpoint is None:
         return JudgeResult(error=f"judge model '{judge.model}' is not a configured model endpoint")
-    prompt = JudgePrompt.objects.filter(version=judge.prompt_version).first()
-    if prompt is None:
+    if rubric is None:
         return JudgeResult(error=f"judge prompt version '{judge.prompt_version}' does not exist")
-    messages = {
-        order: pairwise.order_messages(prompt.text, question, primary, shadow, order) for order in pairwise.ORDERS
-    }
+    messages = {order: pairwise.order_messages(rubric, question, primary, shadow, order) for order in pairwise.ORDERS}
     worst = 2 * sum(budget.call_cost_max(endpoint, m, JUDGE_MAX_TOKENS) for m in messages.values())
     reservation = budget.budget_reserve(application_id=application_id, amount=worst)
     if reservation is None:
@@ -195,23 +211,29 @@ def pairwise_judge_run(
     started = time.perf_counter()
     outcomes = {}
     try:
-        futures = {
-            order: _order_pool.submit(_order_run, endpoint, messages[order], attempts) for order in pairwise.ORDERS
-        }
-        outcomes = {order: future.result() for order, future in futures.items()}
-    finally:
-        spent = sum(o["cost"] for o in outcomes.values())
-        budget.budget_settle(reservation=reservation, actual=spent, kind=budget.KIND_JUDGE)
+        # The second order on the pool, the first on this thread: one thread hand-off, not two.
+        second = _order_pool.submit(_order_run, endpoint, messages[pairwise.SHADOW_FIRST], attempts)
+        try:
+            first = _order_run(endpoint, messages[pairwise.PRIMARY_FIRST], attempts)
+        finally:
+            second_outcome = second.result()
+        outcomes = {pairwise.PRIMARY_FIRST: first, pairwise.SHADOW_FIRST: second_outcome}
+    except BaseException:
+        budget.budget_settle(reservation=reservation, actual=0, kind=budget.KIND_JUDGE)
+        raise
+    spent = sum(o["cost"] for o in outcomes.values())
     result = JudgeResult(
         replies=[{"order": order, "replies": outcomes[order]["replies"]} for order in pairwise.ORDERS],
         calls=sum(o["calls"] for o in outcomes.values()),
-        cost_usd=sum(o["cost"] for o in outcomes.values()),
+        cost_usd=spent,
         latency_ms=(time.perf_counter() - started) * 1000,
+        reservation=reservation,
     )
     errors = [o["error"] for o in outcomes.values() if "error" in o]
     if errors:
         error = errors[0]
         if error.retryable and not final_attempt:
+            budget.budget_settle(reservation=reservation, actual=spent, kind=budget.KIND_JUDGE)
             raise JudgeRetry(error.reason, error.retry_after)
         result.error = f"provider: {error.reason}"
         return result
@@ -247,9 +269,32 @@ def recorded_judge_run(*, judge: Judge, decision, question: str, primary: str, s
     )
 
 
-def _judgment_store(sample: ShadowSample, judge: Judge, result: JudgeResult) -> Judgment:
-    defaults = {
-        "application_id": sample.application_id,
+_JUDGMENT_INSERT = """
+WITH {settle}ins AS (
+    INSERT INTO judging_judgment (
+        sample_id, judge_id, application_id, judge_kind, prompt_version, status, verdict, materially_disagree,
+        swap_consistent, replies, rationale, error, calls, cost_usd, latency_ms, created_at
+    )
+    VALUES (
+        %(sample_id)s, %(judge_id)s, %(application_id)s, %(judge_kind)s, %(prompt_version)s, %(status)s,
+        %(verdict)s, %(materially_disagree)s, %(swap_consistent)s, %(replies)s::jsonb, %(rationale)s, %(error)s,
+        %(calls)s, %(cost_usd)s, %(latency_ms)s, now()
+    )
+    ON CONFLICT (sample_id, judge_id) DO NOTHING
+    RETURNING id, created_at
+)
+SELECT id, created_at FROM ins
+"""
+
+
+def _judgment_store(sample_id: int, application_id: int, judge: Judge, result: JudgeResult) -> Judgment:
+    """Store one judge's judgment of the pair, settling its budget reservation in the same
+    statement; UNIQUE (sample, judge) makes a second delivery's insert a no-op, and then
+    the judgment stored first stands."""
+    fields = {
+        "sample_id": sample_id,
+        "judge_id": judge.id,
+        "application_id": application_id,
         "judge_kind": judge.kind,
         "prompt_version": judge.prompt_version if judge.kind == Judge.KIND_PAIRWISE_LLM else "",
         "status": Judgment.OK if result.verdict else Judgment.FAILED,
@@ -263,12 +308,25 @@ def _judgment_store(sample: ShadowSample, judge: Judge, result: JudgeResult) -> 
         "cost_usd": budget._money(result.cost_usd),
         "latency_ms": result.latency_ms,
     }
+    params = {**fields, "replies": orjson.dumps(result.replies).decode()}
+    settle = ""
+    if result.reservation is not None:
+        settle_sql, settle_params = budget.settle_statement(
+            reservation=result.reservation, actual=result.cost_usd, kind=budget.KIND_JUDGE
+        )
+        settle = f"settle AS ({settle_sql}), "
+        params.update(settle_params)
     try:
-        with transaction.atomic():
-            judgment, _ = Judgment.objects.get_or_create(sample=sample, judge=judge, defaults=defaults)
-    except IntegrityError:  # a concurrent delivery stored it first: theirs stands
-        judgment = Judgment.objects.get(sample=sample, judge=judge)
-    return judgment
+        with connection.cursor() as cursor:
+            cursor.execute(_JUDGMENT_INSERT.format(settle=settle), params)
+            row = cursor.fetchone()
+    except BaseException:  # the statement rolled back, settle included: settle alone
+        if result.reservation is not None:
+            budget.budget_settle(reservation=result.reservation, actual=result.cost_usd, kind=budget.KIND_JUDGE)
+        raise
+    if row is None:  # a concurrent delivery stored it first: theirs stands
+        return Judgment.objects.get(sample_id=sample_id, judge_id=judge.id)
+    return Judgment(id=row[0], created_at=row[1], **fields)
 
 
 # -- the judge job ------------------------------------------------------------------------
@@ -281,30 +339,38 @@ class JudgeOutcome:
     reason: str = ""
 
 
+_FINISH = """
+UPDATE shadow_shadowsample
+SET judge_status = %(status)s, judge_error = %(error)s, verdict = %(verdict)s,
+    materially_disagree = %(materially_disagree)s, judged_at = now()
+WHERE id = %(id)s AND judge_status = 'running' AND judge_attempts = %(attempt)s
+RETURNING decision_id
+"""
+
+
 def _finish(sample_id: int, attempt: int, *, verdict: str, materially_disagree: bool | None, error: str) -> bool:
     status = ShadowSample.DONE if verdict else ShadowSample.FAILED
-    with transaction.atomic():
-        won = bool(
-            ShadowSample.objects.filter(pk=sample_id, judge_status=ShadowSample.RUNNING, judge_attempts=attempt).update(
-                judge_status=status,
-                judge_error=error[:2000],
-                verdict=verdict,
-                materially_disagree=materially_disagree,
-                judged_at=timezone.now(),
-            )
-        )
-        if won:
+    params = {
+        "id": sample_id,
+        "attempt": attempt,
+        "status": status,
+        "error": error[:2000],
+        "verdict": verdict,
+        "materially_disagree": materially_disagree,
+    }
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_FINISH, params)
+        row = cursor.fetchone()
+        if row is not None:
             # The verdict changes its decision's hourly rollup (last statement: see rollups/services.py).
-            decision_id = ShadowSample.objects.filter(pk=sample_id).values_list("decision_id", flat=True).first()
-            rollup_mark_dirty_for_decisions(decision_ids=[decision_id])
-    return won
+            rollup_mark_dirty_for_decisions(decision_ids=[row[0]])
+    return row is not None
 
 
-def _model_judges_run(sample, judges, existing, question, primary, shadow, final_attempt) -> list[Judgment]:
+def _model_judges_run(claim, sample_id, config, existing, question, primary, shadow, final_attempt) -> list[Judgment]:
     """Every active LLM and recorded judge on the pair (those that judged it already are reused)."""
-    decision = sample.decision
     judgments: list[Judgment] = []
-    for judge in judges:
+    for judge in config.judges:
         if judge.kind in Judge.DETERMINISTIC:
             continue
         judgment = existing.get(judge.id)
@@ -312,17 +378,18 @@ def _model_judges_run(sample, judges, existing, question, primary, shadow, final
             if judge.kind == Judge.KIND_PAIRWISE_LLM:
                 result = pairwise_judge_run(
                     judge=judge,
-                    application_id=sample.application_id,
+                    application_id=claim.application_id,
                     question=question,
                     primary=primary,
                     shadow=shadow,
                     final_attempt=final_attempt,
+                    config=config,
                 )  # may raise JudgeRetry: judgments stored so far are kept and skipped next time
             else:
                 result = recorded_judge_run(
-                    judge=judge, decision=decision, question=question, primary=primary, shadow=shadow
+                    judge=judge, decision=claim, question=question, primary=primary, shadow=shadow
                 )
-            judgment = _judgment_store(sample, judge, result)
+            judgment = _judgment_store(sample_id, claim.application_id, judge, result)
         judgments.append(judgment)
     return judgments
 
@@ -330,33 +397,38 @@ def _model_judges_run(sample, judges, existing, question, primary, shadow, final
 def pair_judge_execute(*, sample_id: int, final_attempt: bool = True) -> JudgeOutcome:
     """Judge one shadowed pair with the application's active judges.
 
-    1. Claim the judge job (a judged or running pair makes this a no-op).
+    1. Claim the judge job and load the pair in the same statement (a judged or
+       running pair makes this a no-op).
     2. Deterministic judges in order; the first that decides gives the verdict.
     3. Otherwise every active LLM and recorded judge judges the pair; judges that
        already judged it (an earlier delivery) are skipped, as UNIQUE (sample, judge)
        guarantees.
     4. The pair's verdict is the first successful judgment in judge order; with none
-       the judge job fails with the reasons.
+       the judge job fails with the reasons. The verdict and the rollup's dirty mark
+       commit together.
+    Database round trips on the happy path with one LLM judge: claim+load, reserve,
+    settle+store, then BEGIN, finish, mark dirty, COMMIT.
     """
-    attempt = outbox.judge_claim(sample_id=sample_id)
-    if attempt is None:
+    claim = outbox.judge_claim_load(sample_id=sample_id)
+    if claim is None:
         return JudgeOutcome("skipped")
-    sample = ShadowSample.objects.select_related("decision", "run").get(pk=sample_id)
-    decision = sample.decision
-    primary, shadow = decision.response, getattr(sample, "run", None) and sample.run.response
+    attempt = claim.attempt
+    primary, shadow = claim.response, claim.shadow_response
     if primary is None or shadow is None:
         reason = "the primary answer is missing (redacted or never sent)" if primary is None else "no shadow answer"
         _finish(sample_id, attempt, verdict="", materially_disagree=None, error=reason)
         return JudgeOutcome("failed", reason=reason)
-    judges = judges_ordered(application_id=sample.application_id)
-    if not judges:
+    config = shadow_selectors.pipeline_config(
+        application_id=claim.application_id, fingerprint=claim.fingerprint, with_judges=True
+    )
+    if not config.judges:
         reason = "no active judge is configured for this application"
         _finish(sample_id, attempt, verdict="", materially_disagree=None, error=reason)
         return JudgeOutcome("failed", reason=reason)
-    question = _question(decision)
-    existing = {j.judge_id: j for j in Judgment.objects.filter(sample_id=sample_id)}
+    question = _question(claim)
+    existing = {j.judge_id: j for j in Judgment.objects.filter(sample_id=sample_id)} if claim.has_judgments else {}
     judgments: list[Judgment] = []
-    for judge in judges:
+    for judge in config.judges:
         if judge.kind not in Judge.DETERMINISTIC:
             continue
         judgment = existing.get(judge.id)
@@ -365,7 +437,8 @@ def pair_judge_execute(*, sample_id: int, final_attempt: bool = True) -> JudgeOu
             if decided is None:
                 continue
             judgment = _judgment_store(
-                sample,
+                sample_id,
+                claim.application_id,
                 judge,
                 JudgeResult(
                     verdict=decided.verdict,
@@ -377,7 +450,7 @@ def pair_judge_execute(*, sample_id: int, final_attempt: bool = True) -> JudgeOu
         break
     if not judgments:
         try:
-            judgments = _model_judges_run(sample, judges, existing, question, primary, shadow, final_attempt)
+            judgments = _model_judges_run(claim, sample_id, config, existing, question, primary, shadow, final_attempt)
         except JudgeRetry as exc:
             ShadowSample.objects.filter(pk=sample_id, judge_status=ShadowSample.RUNNING, judge_attempts=attempt).update(
                 judge_status=ShadowSample.ENQUEUED, judge_lease_at=timezone.now(), judge_error=exc.reason[:2000]

@@ -20,8 +20,11 @@ import threading
 import time
 from dataclasses import dataclass
 
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
+
+from router_ops.shadow.selectors import FINGERPRINT_ENDPOINTS_SQL, FINGERPRINT_JUDGES_SQL
 
 logger = logging.getLogger(__name__)
 
@@ -186,3 +189,100 @@ def shadow_claim(*, sample_id: int) -> int | None:
 
 def judge_claim(*, sample_id: int) -> int | None:
     return _claim_one(_JUDGE_CLAIM, sample_id)
+
+
+# -- claim and load in one round trip (the tasks' hot path) -------------------------------
+#
+# The claim UPDATE returns the row, joined to what the job needs, plus fingerprints of the
+# application's configuration (selectors.pipeline_config): one statement in autocommit
+# instead of a claim transaction and five ORM reads. The claim itself is the same
+# conditional UPDATE as _SHADOW_CLAIM / _JUDGE_CLAIM.
+
+_SHADOW_CLAIM_LOAD = f"""
+WITH c AS (
+    UPDATE shadow_shadowsample SET status = 'running', attempts = attempts + 1, lease_at = now()
+    WHERE id = %(id)s AND (status IN ('pending', 'enqueued')
+          OR (status = 'running' AND lease_at < now() - make_interval(secs => %(lease)s)))
+    RETURNING id, attempts, application_id, decision_id, shadow_tier
+)
+SELECT c.attempts, c.application_id, c.shadow_tier, d.prompt, d.messages::text,
+       {FINGERPRINT_ENDPOINTS_SQL}
+FROM c JOIN ingest_decision d ON d.id = c.decision_id
+"""  # noqa: S608 (module constants only)
+
+_JUDGE_CLAIM_LOAD = f"""
+WITH c AS (
+    UPDATE shadow_shadowsample
+    SET judge_status = 'running', judge_attempts = judge_attempts + 1, judge_lease_at = now()
+    WHERE id = %(id)s AND (judge_status IN ('pending', 'enqueued')
+          OR (judge_status = 'running' AND judge_lease_at < now() - make_interval(secs => %(lease)s)))
+    RETURNING id, judge_attempts, application_id, decision_id
+)
+SELECT c.judge_attempts, c.application_id, c.decision_id, d.prompt, d.messages::text, d.response,
+       d.attributes::text, r.id IS NOT NULL, r.response,
+       EXISTS (SELECT 1 FROM judging_judgment j WHERE j.sample_id = c.id),
+       {FINGERPRINT_ENDPOINTS_SQL} || {FINGERPRINT_JUDGES_SQL}
+FROM c JOIN ingest_decision d ON d.id = c.decision_id
+LEFT JOIN shadow_shadowrun r ON r.sample_id = c.id
+"""  # noqa: S608 (module constants only)
+
+
+@dataclass(frozen=True)
+class ShadowClaim:
+    attempt: int
+    application_id: int
+    shadow_tier: str
+    prompt: str | None
+    messages: object  # the decision's messages (parsed JSON) or None
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class JudgeClaim:
+    attempt: int
+    application_id: int
+    decision_id: int
+    prompt: str | None
+    messages: object
+    response: str | None  # the primary answer
+    attributes: dict
+    shadow_response: str | None  # None: no shadow run
+    has_judgments: bool  # an earlier delivery stored some: take the slow, exact path
+    fingerprint: str
+
+
+def _json(text: str | None):
+    return None if text is None else orjson.loads(text)
+
+
+def shadow_claim_load(*, sample_id: int) -> ShadowClaim | None:
+    """`shadow_claim` that also returns the job's inputs; None when this delivery lost."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SHADOW_CLAIM_LOAD, {"id": sample_id, "lease": lease_seconds()})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    attempt, app_id, tier, prompt, messages, fingerprint = row
+    return ShadowClaim(attempt, app_id, tier, prompt, _json(messages), fingerprint)
+
+
+def judge_claim_load(*, sample_id: int) -> JudgeClaim | None:
+    """`judge_claim` that also returns the pair; None when this delivery lost."""
+    with connection.cursor() as cursor:
+        cursor.execute(_JUDGE_CLAIM_LOAD, {"id": sample_id, "lease": lease_seconds()})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    attempt, app_id, decision_id, prompt, messages, response, attributes, has_run, shadow, judged, fingerprint = row
+    return JudgeClaim(
+        attempt=attempt,
+        application_id=app_id,
+        decision_id=decision_id,
+        prompt=prompt,
+        messages=_json(messages),
+        response=response,
+        attributes=_json(attributes) or {},
+        shadow_response=shadow if has_run else None,
+        has_judgments=judged,
+        fingerprint=fingerprint,
+    )

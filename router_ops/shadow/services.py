@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from router_ops.applications.models import Application, ModelEndpoint
 from router_ops.ingest.validation import CleanDecision
-from router_ops.shadow import budget, outbox, sampling
-from router_ops.shadow.models import SamplingPolicy, SegmentDayCount, ShadowRun, ShadowSample
+from router_ops.privacy.services import text_redact
+from router_ops.shadow import budget, outbox, sampling, selectors
+from router_ops.shadow.models import SamplingPolicy, SegmentDayCount, ShadowSample
 from router_ops.shadow.providers import ProviderError, chat_complete
 
 logger = logging.getLogger(__name__)
@@ -290,6 +291,9 @@ def _sample_release(sample_id: int, attempt: int, reason: str) -> None:
 def _judge_send(sample_id: int) -> None:
     from router_ops.celery import app
 
+    if not getattr(settings, "SHADOW_TASK_SEND", True):
+        return  # the caller runs the judge itself (e.g. replay_routellm without --celery)
+
     try:
         app.send_task(outbox.TASK_JUDGE_PAIR, args=[sample_id], queue=outbox.QUEUE_JUDGE, retry=False)
     except Exception as exc:  # the relay sends it instead
@@ -305,36 +309,60 @@ class ShadowOutcome:
     reason: str = ""
 
 
+_SHADOW_FINISH = """
+WITH settle AS ({settle}),
+won AS (
+    UPDATE shadow_shadowsample
+    SET status = 'done', finished_at = now(), error = '', judge_status = 'enqueued', judge_lease_at = now()
+    WHERE id = %(id)s AND status = 'running' AND attempts = %(attempt)s
+    RETURNING id
+), run AS (
+    INSERT INTO shadow_shadowrun (
+        sample_id, endpoint_id, model, response, prompt_tokens, completion_tokens, cost_usd, latency_ms, attempts,
+        created_at
+    )
+    SELECT won.id, %(endpoint)s, %(model)s, %(response)s, %(prompt_tokens)s, %(completion_tokens)s, %(cost)s,
+           %(latency_ms)s, %(attempts)s, now()
+    FROM won
+)
+SELECT count(*) FROM won
+"""
+
+
 def shadow_run_execute(*, sample_id: int, final_attempt: bool = True) -> ShadowOutcome:
     """Run one shadow job: the other tier's model on the decision's prompt.
 
-    1. Claim the row (pending/enqueued, or running with a stale lease) → running;
-       a done or failed row, or one running elsewhere, makes this a no-op.
+    1. Claim the row (pending/enqueued, or running with a stale lease) → running, and
+       load the prompt in the same statement; a done or failed row, or one running
+       elsewhere, makes this a no-op.
     2. Find the shadow tier's ModelEndpoint and the prompt; reserve the call's
        maximum cost under the daily budget (refused → failed "budget: …").
     3. Call the provider (its adapter retries quickly); a transient failure left
        over returns the row to enqueued and raises ShadowRetry (unless this is the
        final attempt), a terminal one marks the row failed with the reason.
-    4. Store the ShadowRun and mark the row done with its judge job enqueued, in one
-       transaction fenced by the attempt number; send the judge task after commit.
+    4. In one statement (one transaction): settle the budget, mark the row done with
+       its judge job enqueued (fenced by the attempt number) and store the ShadowRun;
+       then send the judge task.
+    Database round trips on the happy path: three (claim+load, reserve, finish).
     """
-    attempt = outbox.shadow_claim(sample_id=sample_id)
-    if attempt is None:
+    claim = outbox.shadow_claim_load(sample_id=sample_id)
+    if claim is None:
         return ShadowOutcome("skipped")
-    sample = ShadowSample.objects.select_related("decision").get(pk=sample_id)
-    endpoint = endpoint_for_tier(application_id=sample.application_id, tier=sample.shadow_tier)
+    attempt = claim.attempt
+    config = selectors.pipeline_config(application_id=claim.application_id, fingerprint=claim.fingerprint)
+    endpoint = config.endpoints_by_tier.get(claim.shadow_tier)
     if endpoint is None:
-        reason = f"no model endpoint of tier '{sample.shadow_tier}' is configured"
+        reason = f"no model endpoint of tier '{claim.shadow_tier}' is configured"
         _sample_fail(sample_id, attempt, reason)
         return ShadowOutcome("failed", reason)
-    messages = decision_messages(sample.decision)
+    messages = decision_messages(claim)
     if not messages:
         reason = "the decision has no prompt or messages (redacted or never sent): nothing to mirror"
         _sample_fail(sample_id, attempt, reason)
         return ShadowOutcome("failed", reason)
     max_tokens = int(getattr(settings, "SHADOW_MAX_TOKENS", 1024))
     reservation = budget.budget_reserve(
-        application_id=sample.application_id, amount=budget.call_cost_max(endpoint, messages, max_tokens)
+        application_id=claim.application_id, amount=budget.call_cost_max(endpoint, messages, max_tokens)
     )
     if reservation is None:
         reason = "budget: the application's daily shadow budget is spent"
@@ -357,30 +385,33 @@ def shadow_run_execute(*, sample_id: int, final_attempt: bool = True) -> ShadowO
     except BaseException:
         budget.budget_settle(reservation=reservation, actual=0, kind=budget.KIND_SHADOW)
         raise
-    budget.budget_settle(reservation=reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW)
-    now = timezone.now()
-    with transaction.atomic():
-        won = ShadowSample.objects.filter(pk=sample_id, status=ShadowSample.RUNNING, attempts=attempt).update(
-            status=ShadowSample.DONE,
-            finished_at=now,
-            error="",
-            judge_status=ShadowSample.ENQUEUED,
-            judge_lease_at=now,
-        )
-        if not won:  # our lease expired and another delivery took the job over
-            return ShadowOutcome("superseded")
-        ShadowRun.objects.create(
-            sample_id=sample_id,
-            endpoint=endpoint,
-            model=result.model,
-            response=result.text,
-            prompt_tokens=result.prompt_tokens,
-            completion_tokens=result.completion_tokens,
-            cost_usd=budget._money(result.cost_usd),
-            latency_ms=result.latency_ms,
-            attempts=result.attempts,
-        )
-        transaction.on_commit(lambda: _judge_send(sample_id))
+    settle_sql, params = budget.settle_statement(
+        reservation=reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW
+    )
+    params.update(
+        id=sample_id,
+        attempt=attempt,
+        endpoint=endpoint.pk,
+        model=result.model,
+        # The shadow answer goes through the application's redaction rules too (one small query).
+        response=text_redact(claim.application_id, result.text),
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        cost=budget._money(result.cost_usd),
+        latency_ms=result.latency_ms,
+        attempts=result.attempts,
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_SHADOW_FINISH.format(settle=settle_sql), params)
+            won = cursor.fetchone()[0]
+    except BaseException:  # the statement rolled back, settle included: settle alone
+        budget.budget_settle(reservation=reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW)
+        raise
+    if not won:  # our lease expired and another delivery took the job over
+        return ShadowOutcome("superseded")
+    # At once in autocommit (a task); after the commit when a caller wraps us in a transaction.
+    transaction.on_commit(lambda: _judge_send(sample_id))
     return ShadowOutcome("done")
 
 

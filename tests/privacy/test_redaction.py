@@ -151,3 +151,11 @@ def test_plain_text_costs_microseconds():
     for _ in range(2000):
         redact(text)
     assert (time.perf_counter() - start) / 2000 < 50e-6
+
+
+def test_decimal_digits_are_not_taken_for_a_card_number():
+    # Found replaying GSM8K: the fraction digits of 20/3 happen to pass the Luhn check.
+    text = "10 * (2/3) = <<10*(2/3)=6.666666666666667>>6.67 liters; card 4111 1111 1111 1111."
+    redacted, counts = redact(text, DEFAULT_RULES)
+    assert "6.666666666666667" in redacted
+    assert "4111" not in redacted and counts == {"card": 1}

@@ -55,3 +55,20 @@ def test_it_samples_shadows_and_judges(owner, sim):
     assert shadow_run_execute(sample_id=samples[0].id).status == "skipped"
     assert pair_judge_execute(sample_id=samples[0].id).status == "skipped"
     assert outbox_relay().shadow_sent == 0
+
+
+@pytest.mark.django_db
+def test_a_shadow_run_takes_four_queries_once_the_configuration_is_loaded(owner, sim, django_assert_num_queries):
+    # claim+load, budget reservation, the privacy settings (redaction of the shadow answer),
+    # settle+done+ShadowRun: the round trips the pipeline benchmark's throughput depends on.
+    _, base_url = sim
+    eps = endpoints_create(owner.application, base_url)
+    judges_create(owner.application, eps["judge"])
+    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
+    ingest_and_sample(owner.application, sim_decisions(2))
+    first, second = ShadowSample.objects.order_by("id").values_list("id", flat=True)
+    assert shadow_run_execute(sample_id=first).status == "done"  # loads the endpoints once
+    with django_assert_num_queries(4):
+        assert shadow_run_execute(sample_id=second).status == "done"
+    assert ShadowRun.objects.filter(sample_id=second).count() == 1
+    assert ShadowSample.objects.get(pk=second).judge_status == "enqueued"
