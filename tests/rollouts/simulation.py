@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
+from django.db import connection
 
 from router_ops.ingest.models import Decision
 from router_ops.ingest.services import decision_ingest_batch
@@ -173,6 +174,13 @@ class World:
                 )
             )
         ShadowSample.objects.bulk_create(samples)
+        # In production autovacuum keeps planner statistics; rows written inside a test
+        # transaction are invisible to it, and a plan made for "empty" tables can turn the
+        # evidence queries into nested loops over tens of thousands of rows. ANALYZE may run
+        # inside the transaction and sees its rows.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE ingest_decision")
+            cursor.execute("ANALYZE shadow_shadowsample")
 
 
 def current_stage(rollout: Rollout) -> RolloutStage:
