@@ -102,9 +102,13 @@ class Command(BaseCommand):
         in_main_thread = threading.current_thread() is threading.main_thread()
         # None when a C library installed it; SIG_DFL is the closest we can restore.
         previous_term = signal.getsignal(signal.SIGTERM) or signal.SIG_DFL
+        previous_int = signal.getsignal(signal.SIGINT) or signal.SIG_DFL
         if in_main_thread:
             # honcho and `make run` stop us with SIGTERM: flush as on Ctrl-C.
             signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+            # Python leaves SIGINT ignored when the parent started us with it ignored (a
+            # background job of a non-interactive shell): handle it explicitly.
+            signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
         client = RouterOpsClient(options["url"], api_key, batch_size=batch_size)
         progress = _ProgressBar(count, self.stderr) if count is not None else None
         try:
@@ -161,6 +165,7 @@ class Command(BaseCommand):
             client.close()
             if in_main_thread:
                 signal.signal(signal.SIGTERM, previous_term)
+                signal.signal(signal.SIGINT, previous_int)
         # What the server acknowledged: an interrupt can land between building a decision and buffering it.
         self.stdout.write(
             f"Sent {totals.total} decisions to {options['url']}: {totals.accepted} accepted, "
