@@ -8,10 +8,11 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html_join
 from django.utils.safestring import mark_safe
 
+from router_ops.ingest.services import application_tiers
 from segments.discovery import discovery_promote
 from segments.evalset_parse import MAX_BYTES as MAX_EVAL_BYTES
 from segments.evalset_parse import EvalFileError, guess_format, parse_eval_file
-from segments.evalsets import application_tiers, evalset_create
+from segments.evalsets import evalset_create
 from segments.models import Dimension, Discovery, DiscoveryRun, EvalSet, Segment
 from segments.services import segment_backfill_request
 

@@ -22,8 +22,9 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from router_ops.applications.models import DEFAULT_TIERS, Application, ModelEndpoint
+from router_ops.applications.models import Application
 from router_ops.ingest.models import Decision
+from router_ops.ingest.services import application_tiers
 from router_ops.stats.drift import population_stability_index, psi_contributions, psi_level, reweighted_accuracy
 from segments import dsl
 from segments.evalset_parse import EvalFileError, ParseReport, parse_eval_file
@@ -47,11 +48,6 @@ class DimensionError(ValueError):
 
 
 __all__ = ["DimensionError", "EvalFileError", "evalset_create", "evalset_compare", "evalset_list"]
-
-
-def application_tiers(application: Application) -> frozenset[str]:
-    endpoint_tiers = ModelEndpoint.objects.filter(application=application).values_list("tier", flat=True)
-    return frozenset(DEFAULT_TIERS) | frozenset(endpoint_tiers)
 
 
 @transaction.atomic

@@ -34,9 +34,11 @@ class IngestResult:
         }
 
 
-def application_tiers(application: Application) -> frozenset[str]:
-    configured = ModelEndpoint.objects.filter(application=application).values_list("tier", flat=True)
-    return frozenset(DEFAULT_TIERS) | frozenset(configured)
+def application_tiers(application: Application, endpoints: list[ModelEndpoint] | None = None) -> frozenset[str]:
+    """The tiers a decision may be routed to: cheap, strong, and any configured model's tier."""
+    if endpoints is None:
+        endpoints = list(ModelEndpoint.objects.filter(application=application))
+    return frozenset(DEFAULT_TIERS) | frozenset(endpoint.tier for endpoint in endpoints)
 
 
 def router_version_ids(*, application: Application, names: set[str]) -> dict[str, int]:
@@ -56,9 +58,8 @@ def router_version_ids(*, application: Application, names: set[str]) -> dict[str
     return existing
 
 
-def _price_lookup(application: Application):
-    """cost(model, tier, prompt_tokens, completion_tokens) from the configured prices, or None."""
-    endpoints = list(ModelEndpoint.objects.filter(application=application))
+def _price_lookup(endpoints: list[ModelEndpoint]):
+    """cost(decision) from the configured models' prices (by model name, else by tier), or None."""
     by_model = {}
     by_tier = {}
     for endpoint in endpoints:
@@ -118,7 +119,9 @@ def decision_ingest_batch(*, application: Application, items: list, sample: bool
     `sample=False` skips shadow sampling (imports of historical traffic).
     """
     result = IngestResult()
-    tiers = application_tiers(application)
+    # One read of the configured models serves both the tier check and the prices.
+    endpoints = list(ModelEndpoint.objects.filter(application=application))
+    tiers = application_tiers(application, endpoints)
     clean: list[CleanDecision] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
@@ -143,7 +146,7 @@ def decision_ingest_batch(*, application: Application, items: list, sample: bool
 
     # Redaction (and the store-text switch) before anything is stored, matched or mirrored.
     clean = privacy_apply(application=application, decisions=clean)
-    cost = _price_lookup(application)
+    cost = _price_lookup(endpoints)
     costs = [d.cost_usd if d.cost_usd is not None else cost(d) for d in clean]
     # Membership of every active segment, computed here (µs per decision) so that
     # segment queries never evaluate rules; a computed cost is visible to the rules.

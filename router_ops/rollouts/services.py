@@ -554,37 +554,39 @@ def rollout_advance(*, rollout: Rollout, actor: Actor, reason: str = "", now=Non
     return rollout
 
 
-@transaction.atomic
-def rollout_pause(*, rollout: Rollout, actor: Actor, reason: str) -> Rollout:
-    """Freeze the rollout: the current weights keep being served, nothing advances."""
+def _pause_flip(rollout: Rollout, actor: Actor, reason: str, *, action: str, permission, source: str, target: str):
+    """Pause and resume: lock, check the role and the state, flip the status, audit with fresh evidence."""
     reason = _require_reason(reason)
     rollout = _locked(rollout)
-    actor.require(rollout.application, ACTION_PAUSE)
-    if rollout.status != Rollout.STATUS_RUNNING:
-        raise _conflict(f"Only a running rollout can be paused; this one is {rollout.status}.", "invalid_transition")
-    rollout.status = Rollout.STATUS_PAUSED
+    actor.require(rollout.application, permission)
+    if rollout.status != source:
+        raise _conflict(
+            f"Only a {source} rollout can be {action}d; this one is {rollout.status}.", "invalid_transition"
+        )
+    rollout.status = target
     evidence = gates.rollout_gate_evidence(rollout)
     _remember(rollout, evidence)
     audit_record(
-        application=rollout.application, actor=actor, action="pause", rollout=rollout, reason=reason, evidence=evidence
+        application=rollout.application, actor=actor, action=action, rollout=rollout, reason=reason, evidence=evidence
     )
     return rollout
+
+
+@transaction.atomic
+def rollout_pause(*, rollout: Rollout, actor: Actor, reason: str) -> Rollout:
+    """Freeze the rollout: the current weights keep being served, nothing advances."""
+    return _pause_flip(
+        rollout, actor, reason, action="pause", permission=ACTION_PAUSE,
+        source=Rollout.STATUS_RUNNING, target=Rollout.STATUS_PAUSED,
+    )  # fmt: skip
 
 
 @transaction.atomic
 def rollout_resume(*, rollout: Rollout, actor: Actor, reason: str) -> Rollout:
-    reason = _require_reason(reason)
-    rollout = _locked(rollout)
-    actor.require(rollout.application, ACTION_RESUME)
-    if rollout.status != Rollout.STATUS_PAUSED:
-        raise _conflict(f"Only a paused rollout can be resumed; this one is {rollout.status}.", "invalid_transition")
-    rollout.status = Rollout.STATUS_RUNNING
-    evidence = gates.rollout_gate_evidence(rollout)
-    _remember(rollout, evidence)
-    audit_record(
-        application=rollout.application, actor=actor, action="resume", rollout=rollout, reason=reason, evidence=evidence
-    )
-    return rollout
+    return _pause_flip(
+        rollout, actor, reason, action="resume", permission=ACTION_RESUME,
+        source=Rollout.STATUS_PAUSED, target=Rollout.STATUS_RUNNING,
+    )  # fmt: skip
 
 
 def _end(rollout: Rollout, *, status: str, retire_candidate: bool, now: datetime) -> None:
