@@ -3,7 +3,7 @@
 
 Run (from the checkout, with var/services.env's PostgreSQL and Redis up):
 
-    .venv/bin/python bench/pipeline.py                       # 3000 pairs, 2 workers × 64 threads, 200 ms
+    .venv/bin/python bench/pipeline.py                       # 3000 pairs, 2 workers × 8 threads, 200 ms
     .venv/bin/python bench/pipeline.py --rate 60 --pairs 1800  # steady 60 pairs/s: latency under load
     .venv/bin/python bench/pipeline.py --profile 300         # in-process cProfile of the two services
 
@@ -18,6 +18,9 @@ number is only meaningful with the load average it was measured under.
 2. Starts the simulated provider as its own process (`manage.py run_simulated_provider
    --latency-ms L`) and W Celery worker processes
    (`celery -A router_ops worker -P <pool> -c C -Q celery,judge`, DB_CONN_MAX_AGE=600).
+   Each message carries a batch of SHADOW_TASK_BATCH (20) sample ids whose provider
+   calls run together on the thread's event loop, so a few threads keep hundreds of
+   calls in flight.
 3. Ingests N cheap-routed decisions through `decision_ingest_batch`, all sampled (base
    rate 1); the only judge is the pairwise LLM judge, so every pair costs three provider
    calls (the shadow, then the two judge orders side by side).
@@ -28,9 +31,9 @@ number is only meaningful with the load average it was measured under.
    created_at, i.e. its ingestion commit, to judged_at), the load average, and the
    configuration. Exits non-zero if any pair failed.
 
-`--profile N` skips Celery: it runs `shadow_run_execute` then `pair_judge_execute` for N
-pairs in this process (the provider at 0 ms, in its own process), 32 at a time on a
-thread pool as a `-P threads` worker would, and prints CPU per pair and the top of a
+`--profile N` skips Celery: it runs `shadow_runs_execute` then `pair_judges_execute` for N
+pairs in this process (the provider at 0 ms, in its own process), in batches of 20 on a
+few threads as a `-P threads` worker would, and prints CPU per pair and the top of a
 cProfile of the services.
 """
 
@@ -174,61 +177,67 @@ def application_setup(base_url: str):
     return application
 
 
-def profile_run(application, pairs: int, threads: int) -> None:
+def profile_run(application, pairs: int, threads: int, batch: int = 20) -> None:
     import cProfile
     import pstats
     from concurrent.futures import ThreadPoolExecutor
 
     from django.db import connection
 
-    from router_ops.judging.services import pair_judge_execute
+    from router_ops.judging.services import pair_judges_execute
     from router_ops.shadow.models import ShadowSample
-    from router_ops.shadow.services import shadow_run_execute
+    from router_ops.shadow.services import shadow_runs_execute
 
     ingest(application, 0, pairs)
     ids = list(ShadowSample.objects.order_by("id").values_list("id", flat=True))
-    # The judge task send after commit goes to the bench's Redis DB; nobody consumes it.
+    # The judge task sent after each shadow batch goes to the bench's Redis DB; nobody consumes it.
 
     def in_thread(function):
-        def run(sample_id: int):
+        def run(batch_ids: list[int]) -> list:
             try:
-                return function(sample_id=sample_id)
+                return list(function(sample_ids=batch_ids).values())
             finally:
                 connection.close_if_unusable_or_obsolete()
 
         return run
 
+    def batches(of: list[int]) -> list[list[int]]:
+        return [of[i : i + batch] for i in range(0, len(of), batch)]
+
+    def statuses(results: list[list]) -> list[str]:
+        return sorted({o.status for outcomes in results for o in outcomes})
+
+    warm = threads * batch
     profiler = cProfile.Profile()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(in_thread(shadow_run_execute), ids[:threads]))  # warm up connections and caches
-        list(pool.map(in_thread(pair_judge_execute), ids[:threads]))
-        measured = ids[threads:]
+        list(pool.map(in_thread(shadow_runs_execute), batches(ids[:warm])))  # connections, caches, loops
+        list(pool.map(in_thread(pair_judges_execute), batches(ids[:warm])))
+        measured = ids[warm:]
         wall, cpu = time.perf_counter(), time.process_time()
-        shadow_out = list(pool.map(in_thread(shadow_run_execute), measured))
+        shadow_out = list(pool.map(in_thread(shadow_runs_execute), batches(measured)))
         shadow_wall, shadow_cpu = time.perf_counter() - wall, time.process_time() - cpu
         wall, cpu = time.perf_counter(), time.process_time()
-        judge_out = list(pool.map(in_thread(pair_judge_execute), measured))
+        judge_out = list(pool.map(in_thread(pair_judges_execute), batches(measured)))
         judge_wall, judge_cpu = time.perf_counter() - wall, time.process_time() - cpu
-        # The profile: one thread, so cProfile sees the whole path (it is per thread).
-        from router_ops.judging.models import Judgment
-        from router_ops.shadow.models import ShadowRun
+    # The profile: one thread, so cProfile sees the whole path (it is per thread).
+    from router_ops.judging.models import Judgment
+    from router_ops.shadow.models import ShadowRun
 
-        Judgment.objects.filter(sample_id__in=measured).delete()
-        ShadowRun.objects.filter(sample_id__in=measured).delete()
-        ShadowSample.objects.filter(id__in=measured).update(status="pending", judge_status="", verdict="")
-        sample = measured[: min(200, len(measured))]
-        profiler.enable()
-        for sample_id in sample:
-            shadow_run_execute(sample_id=sample_id)
-            pair_judge_execute(sample_id=sample_id)
-        profiler.disable()
+    Judgment.objects.filter(sample_id__in=measured).delete()
+    ShadowRun.objects.filter(sample_id__in=measured).delete()
+    ShadowSample.objects.filter(id__in=measured).update(status="pending", judge_status="", verdict="")
+    profiler.enable()
+    for chunk in batches(measured[: min(400, len(measured))]):
+        shadow_runs_execute(sample_ids=chunk)
+        pair_judges_execute(sample_ids=chunk)
+    profiler.disable()
     n = len(measured)
     print(
-        f"profile: {n} pairs, {threads} threads, provider at 0 ms in its own process\n"
-        f"  shadow_run_execute: {shadow_cpu / n * 1000:.2f} ms CPU/pair, {n / shadow_wall:.0f}/s wall"
-        f" ({sorted({o.status for o in shadow_out})})\n"
-        f"  pair_judge_execute: {judge_cpu / n * 1000:.2f} ms CPU/pair, {n / judge_wall:.0f}/s wall"
-        f" ({sorted({o.status for o in judge_out})})\n"
+        f"profile: {n} pairs, {threads} threads, batches of {batch}, provider at 0 ms in its own process\n"
+        f"  shadow_runs_execute: {shadow_cpu / n * 1000:.2f} ms CPU/pair, {n / shadow_wall:.0f}/s wall"
+        f" ({statuses(shadow_out)})\n"
+        f"  pair_judges_execute: {judge_cpu / n * 1000:.2f} ms CPU/pair, {n / judge_wall:.0f}/s wall"
+        f" ({statuses(judge_out)})\n"
         f"  load average: {load_average()}"
     )
     stats = pstats.Stats(profiler)
@@ -355,7 +364,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork", "gevent", "eventlet"])
     parser.add_argument("--latency-ms", type=float, default=200.0)
     parser.add_argument("--rate", type=float, default=0.0, help="pairs/s ingested while measuring; 0 = backlog")
@@ -390,7 +399,7 @@ def main() -> int:
     try:
         application = application_setup(provider_root + "/v1")
         if args.profile:
-            profile_run(application, args.profile, min(args.concurrency, 32))
+            profile_run(application, args.profile, args.concurrency)
             return 0
         return pipeline_run(args, application, provider_root)
     finally:

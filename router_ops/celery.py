@@ -5,12 +5,29 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "router_ops.settings")
 
 app = Celery("router_ops")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def db_connections_tidy(task=None, **kwargs) -> None:
+    """What Django does around a request: drop this thread's connections that are broken
+    (e.g. PostgreSQL restarted) or older than CONN_MAX_AGE; keep the healthy ones.
+    An eager task runs inside its caller's transaction: leave that alone."""
+    from django.db import connections
+
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
+
 
 # Periodic work lives here and nowhere else (STYLE.md rule 9).
 app.conf.beat_schedule = {

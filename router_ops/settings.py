@@ -254,6 +254,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection before and after every task
+# unless this is set: a new PostgreSQL backend per task (it cost more CPU than the
+# tasks themselves, see bench/pipeline.py). With it set, connections live by
+# CONN_MAX_AGE, and router_ops/celery.py drops broken or expired ones after each task.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100_000, minimum=0)
 # A message a killed worker held comes back after this; keep it ≥ SHADOW_LEASE_S.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, minimum=10)}
 # Judge fan-out has its own queue, so a burst of judging never starves shadow calls.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import orjson
@@ -19,15 +19,12 @@ from router_ops.rollups.services import rollup_mark_dirty_for_decisions
 from router_ops.shadow import budget, outbox
 from router_ops.shadow import selectors as shadow_selectors
 from router_ops.shadow.models import ShadowSample
-from router_ops.shadow.providers import ProviderError, chat_complete
+from router_ops.shadow.providers import ProviderError, achat_complete, run_concurrently
 from router_ops.shadow.selectors import PipelineConfig
 
 logger = logging.getLogger(__name__)
 
 JUDGE_MAX_TOKENS = 512
-# The two orders of a pairwise judgment run side by side; these threads do HTTP only
-# (budget and database work stay on the task's thread and its connection).
-_order_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="judge-order")
 
 
 class JudgeRetry(Exception):
@@ -154,12 +151,12 @@ def _question(decision) -> str:
     return "\n\n".join(f"{str(m.get('role', 'user')).title()}: {m.get('content') or ''}" for m in turns)
 
 
-def _order_run(endpoint, messages: list[dict], attempts: int) -> dict:
-    """One order: call, parse, and on an unparseable reply ask once more. HTTP only."""
+async def _order_run(endpoint, messages: list[dict], attempts: int) -> dict:
+    """One order: call, parse, and on an unparseable reply ask once more."""
     replies, cost, latency, calls = [], 0.0, 0.0, 0
     for _ in range(2):
         try:
-            result = chat_complete(endpoint, messages, max_tokens=JUDGE_MAX_TOKENS, max_attempts=attempts)
+            result = await achat_complete(endpoint, messages, max_tokens=JUDGE_MAX_TOKENS, max_attempts=attempts)
         except ProviderError as exc:
             return {"replies": replies, "cost": cost, "latency": latency, "calls": calls + exc.attempts, "error": exc}
         calls += result.attempts
@@ -172,32 +169,34 @@ def _order_run(endpoint, messages: list[dict], attempts: int) -> dict:
     return {"replies": replies, "cost": cost, "latency": latency, "calls": calls, "letter": None}
 
 
-def pairwise_judge_run(
-    *,
-    judge: Judge,
-    application_id: int,
-    question: str,
-    primary: str,
-    shadow: str,
-    final_attempt: bool,
-    config: PipelineConfig | None = None,
-) -> JudgeResult:
-    """Judge the pair twice, order swapped, both orders concurrently.
+@dataclass
+class PairwiseCall:
+    """A pairwise LLM judgment ready to run: its model, both orders' prompts, and the
+    budget reserved for the worst case (2 orders × (1 call + 1 re-ask))."""
 
-    1. Resolve the judge's model endpoint and rubric version (from `config` when given).
-    2. Reserve budget for the worst case (2 orders × (1 call + 1 re-ask)).
-    3. Run both orders; an unparseable reply is asked once more, then is a failure.
-    4. Agreeing orders give the verdict; disagreeing ones `equivalent`, swap_consistent=False.
-    A transient provider failure raises JudgeRetry unless this is the final attempt.
-    The returned result carries its reservation: `_judgment_store` settles it in the
-    statement that stores the judgment (every other exit settles here).
-    """
-    if config is not None:
-        endpoint = config.endpoints_by_name.get(judge.model)
-        rubric = config.prompts.get(judge.prompt_version)
-    else:
-        endpoint = ModelEndpoint.objects.filter(application_id=application_id, name=judge.model).first()
-        rubric = JudgePrompt.objects.filter(version=judge.prompt_version).values_list("text", flat=True).first()
+    sample_id: int
+    judge: Judge
+    endpoint: ModelEndpoint
+    messages: dict[str, list[dict]]
+    reservation: budget.Reservation
+
+    async def orders_run(self, attempts: int) -> tuple[dict, float]:
+        """Both orders side by side; returns the outcome of each and the wall time (ms)."""
+        started = time.perf_counter()
+        first, second = await asyncio.gather(
+            _order_run(self.endpoint, self.messages[pairwise.PRIMARY_FIRST], attempts),
+            _order_run(self.endpoint, self.messages[pairwise.SHADOW_FIRST], attempts),
+        )
+        return {pairwise.PRIMARY_FIRST: first, pairwise.SHADOW_FIRST: second}, (time.perf_counter() - started) * 1000
+
+
+def pairwise_judge_prepare(
+    *, judge: Judge, sample_id: int, application_id: int, question: str, primary: str, shadow: str, config
+) -> PairwiseCall | JudgeResult:
+    """Resolve the judge's model endpoint and rubric (from the pipeline config), build both
+    orders' prompts and reserve the budget; a JudgeResult with the error when it cannot run."""
+    endpoint = config.endpoints_by_name.get(judge.model)
+    rubric = config.prompts.get(judge.prompt_version)
     if endpoint is None:
         return JudgeResult(error=f"judge model '{judge.model}' is not a configured model endpoint")
     if rubric is None:
@@ -207,33 +206,30 @@ def pairwise_judge_run(
     reservation = budget.budget_reserve(application_id=application_id, amount=worst)
     if reservation is None:
         return JudgeResult(error="budget: the application's daily shadow budget is spent")
-    attempts = int(getattr(settings, "SHADOW_PROVIDER_ATTEMPTS", 4))
-    started = time.perf_counter()
-    outcomes = {}
-    try:
-        # The second order on the pool, the first on this thread: one thread hand-off, not two.
-        second = _order_pool.submit(_order_run, endpoint, messages[pairwise.SHADOW_FIRST], attempts)
-        try:
-            first = _order_run(endpoint, messages[pairwise.PRIMARY_FIRST], attempts)
-        finally:
-            second_outcome = second.result()
-        outcomes = {pairwise.PRIMARY_FIRST: first, pairwise.SHADOW_FIRST: second_outcome}
-    except BaseException:
-        budget.budget_settle(reservation=reservation, actual=0, kind=budget.KIND_JUDGE)
-        raise
+    return PairwiseCall(sample_id, judge, endpoint, messages, reservation)
+
+
+def pairwise_judge_combine(
+    call: PairwiseCall, outcomes: dict, latency_ms: float, *, final_attempt: bool
+) -> JudgeResult:
+    """The judgment from both orders: agreeing orders give the verdict, disagreeing ones
+    `equivalent` with swap_consistent=False; an unparseable reply (asked twice) is a failure.
+    A transient provider failure raises JudgeRetry (its reservation settled) unless this is
+    the final attempt. Otherwise the result carries the reservation: `_judgment_store`
+    settles it in the statement that stores the judgment."""
     spent = sum(o["cost"] for o in outcomes.values())
     result = JudgeResult(
         replies=[{"order": order, "replies": outcomes[order]["replies"]} for order in pairwise.ORDERS],
         calls=sum(o["calls"] for o in outcomes.values()),
         cost_usd=spent,
-        latency_ms=(time.perf_counter() - started) * 1000,
-        reservation=reservation,
+        latency_ms=latency_ms,
+        reservation=call.reservation,
     )
     errors = [o["error"] for o in outcomes.values() if "error" in o]
     if errors:
         error = errors[0]
         if error.retryable and not final_attempt:
-            budget.budget_settle(reservation=reservation, actual=spent, kind=budget.KIND_JUDGE)
+            budget.budget_settle(reservation=call.reservation, actual=spent, kind=budget.KIND_JUDGE)
             raise JudgeRetry(error.reason, error.retry_after)
         result.error = f"provider: {error.reason}"
         return result
@@ -334,100 +330,76 @@ def _judgment_store(sample_id: int, application_id: int, judge: Judge, result: J
 
 @dataclass(frozen=True)
 class JudgeOutcome:
-    status: str  # skipped | done | failed | superseded
+    status: str  # skipped | done | failed | superseded | retry
     verdict: str = ""
     reason: str = ""
+    attempt: int = 0
+    retry_after: float | None = None  # status "retry": the provider asked to wait this long
+
+
+@dataclass
+class _PairJob:
+    """A claimed pair being judged: judgments so far (by judge id) and LLM calls to make."""
+
+    claim: outbox.JudgeClaim
+    config: PipelineConfig
+    judgments: dict[int, Judgment] = field(default_factory=dict)
+    calls: list[PairwiseCall] = field(default_factory=list)
+    retry: JudgeRetry | None = None
 
 
 _FINISH = """
-UPDATE shadow_shadowsample
-SET judge_status = %(status)s, judge_error = %(error)s, verdict = %(verdict)s,
-    materially_disagree = %(materially_disagree)s, judged_at = now()
-WHERE id = %(id)s AND judge_status = 'running' AND judge_attempts = %(attempt)s
-RETURNING decision_id
+UPDATE shadow_shadowsample s
+SET judge_status = u.status, judge_error = u.error, verdict = u.verdict,
+    materially_disagree = u.materially_disagree, judged_at = now()
+FROM unnest(%(id)s::bigint[], %(attempt)s::int[], %(status)s::text[], %(error)s::text[], %(verdict)s::text[],
+            %(materially_disagree)s::bool[]) AS u(id, attempt, status, error, verdict, materially_disagree)
+WHERE s.id = u.id AND s.judge_status = 'running' AND s.judge_attempts = u.attempt
+RETURNING s.id, s.decision_id
 """
 
 
-def _finish(sample_id: int, attempt: int, *, verdict: str, materially_disagree: bool | None, error: str) -> bool:
-    status = ShadowSample.DONE if verdict else ShadowSample.FAILED
+def _finish_many(rows: list[tuple[int, int, str, bool | None, str]]) -> set[int]:
+    """Close judge jobs: (sample id, attempt, verdict, materially_disagree, error) each; a
+    verdict means done, none failed. Fenced by the attempt; the verdicts and the rollup's
+    dirty marks commit together. Returns the ids this delivery closed."""
+    if not rows:
+        return set()
+    rows = sorted(rows)
     params = {
-        "id": sample_id,
-        "attempt": attempt,
-        "status": status,
-        "error": error[:2000],
-        "verdict": verdict,
-        "materially_disagree": materially_disagree,
+        "id": [r[0] for r in rows],
+        "attempt": [r[1] for r in rows],
+        "status": [ShadowSample.DONE if r[2] else ShadowSample.FAILED for r in rows],
+        "error": [r[4][:2000] for r in rows],
+        "verdict": [r[2] for r in rows],
+        "materially_disagree": [r[3] for r in rows],
     }
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_FINISH, params)
-        row = cursor.fetchone()
-        if row is not None:
-            # The verdict changes its decision's hourly rollup (last statement: see rollups/services.py).
-            rollup_mark_dirty_for_decisions(decision_ids=[row[0]])
-    return row is not None
+        won = cursor.fetchall()
+        if won:
+            # The verdicts change their decisions' hourly rollups (last statement: see rollups/services.py).
+            rollup_mark_dirty_for_decisions(decision_ids=[decision_id for _, decision_id in won])
+    return {sample_id for sample_id, _ in won}
 
 
-def _model_judges_run(claim, sample_id, config, existing, question, primary, shadow, final_attempt) -> list[Judgment]:
-    """Every active LLM and recorded judge on the pair (those that judged it already are reused)."""
-    judgments: list[Judgment] = []
-    for judge in config.judges:
-        if judge.kind in Judge.DETERMINISTIC:
-            continue
-        judgment = existing.get(judge.id)
-        if judgment is None:
-            if judge.kind == Judge.KIND_PAIRWISE_LLM:
-                result = pairwise_judge_run(
-                    judge=judge,
-                    application_id=claim.application_id,
-                    question=question,
-                    primary=primary,
-                    shadow=shadow,
-                    final_attempt=final_attempt,
-                    config=config,
-                )  # may raise JudgeRetry: judgments stored so far are kept and skipped next time
-            else:
-                result = recorded_judge_run(
-                    judge=judge, decision=claim, question=question, primary=primary, shadow=shadow
-                )
-            judgment = _judgment_store(sample_id, claim.application_id, judge, result)
-        judgments.append(judgment)
-    return judgments
-
-
-def pair_judge_execute(*, sample_id: int, final_attempt: bool = True) -> JudgeOutcome:
-    """Judge one shadowed pair with the application's active judges.
-
-    1. Claim the judge job and load the pair in the same statement (a judged or
-       running pair makes this a no-op).
-    2. Deterministic judges in order; the first that decides gives the verdict.
-    3. Otherwise every active LLM and recorded judge judges the pair; judges that
-       already judged it (an earlier delivery) are skipped, as UNIQUE (sample, judge)
-       guarantees.
-    4. The pair's verdict is the first successful judgment in judge order; with none
-       the judge job fails with the reasons. The verdict and the rollup's dirty mark
-       commit together.
-    Database round trips on the happy path with one LLM judge: claim+load, reserve,
-    settle+store, then BEGIN, finish, mark dirty, COMMIT.
-    """
-    claim = outbox.judge_claim_load(sample_id=sample_id)
-    if claim is None:
-        return JudgeOutcome("skipped")
-    attempt = claim.attempt
+def _pair_job_open(claim: outbox.JudgeClaim) -> _PairJob | str:
+    """Deterministic judges first (the first that decides gives the verdict); otherwise
+    prepare every active LLM judge's call and run the recorded judges. Judges that already
+    judged the pair (an earlier delivery) are reused, as UNIQUE (sample, judge) guarantees.
+    Returns the job, or the reason the pair cannot be judged."""
     primary, shadow = claim.response, claim.shadow_response
     if primary is None or shadow is None:
-        reason = "the primary answer is missing (redacted or never sent)" if primary is None else "no shadow answer"
-        _finish(sample_id, attempt, verdict="", materially_disagree=None, error=reason)
-        return JudgeOutcome("failed", reason=reason)
+        return "the primary answer is missing (redacted or never sent)" if primary is None else "no shadow answer"
     config = shadow_selectors.pipeline_config(
         application_id=claim.application_id, fingerprint=claim.fingerprint, with_judges=True
     )
     if not config.judges:
-        reason = "no active judge is configured for this application"
-        _finish(sample_id, attempt, verdict="", materially_disagree=None, error=reason)
-        return JudgeOutcome("failed", reason=reason)
+        return "no active judge is configured for this application"
+    sample_id, application_id = claim.sample_id, claim.application_id
     question = _question(claim)
     existing = {j.judge_id: j for j in Judgment.objects.filter(sample_id=sample_id)} if claim.has_judgments else {}
-    judgments: list[Judgment] = []
+    job = _PairJob(claim, config)
     for judge in config.judges:
         if judge.kind not in Judge.DETERMINISTIC:
             continue
@@ -436,32 +408,119 @@ def pair_judge_execute(*, sample_id: int, final_attempt: bool = True) -> JudgeOu
             decided = deterministic.JUDGES[judge.kind](primary, shadow, question, judge.config)
             if decided is None:
                 continue
-            judgment = _judgment_store(
-                sample_id,
-                claim.application_id,
-                judge,
-                JudgeResult(
-                    verdict=decided.verdict,
-                    materially_disagree=decided.materially_disagree,
-                    rationale=decided.rationale,
-                ),
+            result = JudgeResult(
+                verdict=decided.verdict, materially_disagree=decided.materially_disagree, rationale=decided.rationale
             )
-        judgments.append(judgment)
-        break
-    if not judgments:
+            judgment = _judgment_store(sample_id, application_id, judge, result)
+        job.judgments[judge.id] = judgment
+        return job
+    for judge in config.judges:
+        if judge.kind in Judge.DETERMINISTIC:
+            continue
+        if judge.id in existing:
+            job.judgments[judge.id] = existing[judge.id]
+            continue
+        if judge.kind == Judge.KIND_PAIRWISE_LLM:
+            prepared = pairwise_judge_prepare(
+                judge=judge,
+                sample_id=sample_id,
+                application_id=application_id,
+                question=question,
+                primary=primary,
+                shadow=shadow,
+                config=config,
+            )
+            if isinstance(prepared, PairwiseCall):
+                job.calls.append(prepared)
+                continue
+            result = prepared
+        else:
+            result = recorded_judge_run(judge=judge, decision=claim, question=question, primary=primary, shadow=shadow)
+        job.judgments[judge.id] = _judgment_store(sample_id, application_id, judge, result)
+    return job
+
+
+def _calls_run(calls: list[PairwiseCall]) -> list[tuple[dict, float]]:
+    """Every pending LLM judgment of the batch at once on this thread's event loop; on an
+    unexpected error every reservation is released before it propagates."""
+    attempts = int(getattr(settings, "SHADOW_PROVIDER_ATTEMPTS", 4))
+    try:
+        results = run_concurrently([call.orders_run(attempts) for call in calls])
+        unexpected = next((r for r in results if isinstance(r, BaseException)), None)
+        if unexpected is not None:
+            raise unexpected
+    except BaseException:
+        for call in calls:
+            budget.budget_settle(reservation=call.reservation, actual=0, kind=budget.KIND_JUDGE)
+        raise
+    return results
+
+
+def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict[int, JudgeOutcome]:
+    """Judge a batch of shadowed pairs with their applications' active judges.
+
+    1. Claim the judge jobs and load the pairs in one statement (a judged pair, or one
+       running elsewhere, is "skipped").
+    2. Per pair (`_pair_job_open`): deterministic judges decide when they can; otherwise
+       the LLM judges' calls are prepared (budget reserved) and recorded judges run.
+    3. Every LLM judgment of the batch runs at once (both orders of each side by side)
+       and is stored with its budget settled. A transient provider failure, while the
+       job has had fewer than `max_attempts` attempts, returns the pair to enqueued as
+       "retry" (judgments already stored are kept and reused next time).
+    4. A pair's verdict is its first successful judgment in judge order; with none, the
+       job fails with the reasons. All the batch's verdicts and rollup dirty marks commit
+       in one transaction.
+    Database round trips per pair with one LLM judge: reserve, settle+store; plus one
+    claim and one finishing transaction per batch.
+    """
+    outcomes = {sample_id: JudgeOutcome("skipped") for sample_id in sample_ids}
+    finishing: list[tuple[int, int, str, bool | None, str]] = []
+    jobs: list[_PairJob] = []
+    for claim in outbox.judge_claims_load(sample_ids=sample_ids):
+        opened = _pair_job_open(claim)
+        if isinstance(opened, str):
+            finishing.append((claim.sample_id, claim.attempt, "", None, opened))
+        else:
+            jobs.append(opened)
+    calls = [call for job in jobs for call in job.calls]
+    results = _calls_run(calls) if calls else []
+    by_sample = {job.claim.sample_id: job for job in jobs}
+    for index, (call, (orders, latency_ms)) in enumerate(zip(calls, results, strict=True)):
+        job = by_sample[call.sample_id]
         try:
-            judgments = _model_judges_run(claim, sample_id, config, existing, question, primary, shadow, final_attempt)
+            result = pairwise_judge_combine(call, orders, latency_ms, final_attempt=job.claim.attempt >= max_attempts)
+            job.judgments[call.judge.id] = _judgment_store(call.sample_id, job.claim.application_id, call.judge, result)
         except JudgeRetry as exc:
-            ShadowSample.objects.filter(pk=sample_id, judge_status=ShadowSample.RUNNING, judge_attempts=attempt).update(
-                judge_status=ShadowSample.ENQUEUED, judge_lease_at=timezone.now(), judge_error=exc.reason[:2000]
-            )
+            job.retry = exc
+        except BaseException:
+            for later in calls[index + 1 :]:
+                budget.budget_settle(reservation=later.reservation, actual=0, kind=budget.KIND_JUDGE)
             raise
-    decisive = next((j for j in judgments if j.status == Judgment.OK), None)
-    if decisive is None:
-        reason = "; ".join(f"{j.judge_id}: {j.error}" for j in judgments) or "no judge could decide this pair"
-        won = _finish(sample_id, attempt, verdict="", materially_disagree=None, error=reason)
-        return JudgeOutcome("failed" if won else "superseded", reason=reason)
-    won = _finish(
-        sample_id, attempt, verdict=decisive.verdict, materially_disagree=decisive.materially_disagree, error=""
-    )
-    return JudgeOutcome("done" if won else "superseded", verdict=decisive.verdict)
+    for job in jobs:
+        sample_id, attempt = job.claim.sample_id, job.claim.attempt
+        if job.retry is not None:
+            ShadowSample.objects.filter(pk=sample_id, judge_status=ShadowSample.RUNNING, judge_attempts=attempt).update(
+                judge_status=ShadowSample.ENQUEUED, judge_lease_at=timezone.now(), judge_error=job.retry.reason[:2000]
+            )
+            outcomes[sample_id] = JudgeOutcome("retry", "", job.retry.reason, attempt, job.retry.retry_after)
+            continue
+        ordered = [job.judgments[j.id] for j in job.config.judges if j.id in job.judgments]
+        decisive = next((j for j in ordered if j.status == Judgment.OK), None)
+        if decisive is None:
+            reason = "; ".join(f"{j.judge_id}: {j.error}" for j in ordered) or "no judge could decide this pair"
+            finishing.append((sample_id, attempt, "", None, reason))
+        else:
+            finishing.append((sample_id, attempt, decisive.verdict, decisive.materially_disagree, ""))
+    won = _finish_many(finishing)
+    for sample_id, attempt, verdict, _, reason in finishing:
+        if sample_id not in won:
+            status = "superseded"
+        else:
+            status = "done" if verdict else "failed"
+        outcomes[sample_id] = JudgeOutcome(status, verdict, reason, attempt)
+    return outcomes
+
+
+def pair_judge_execute(*, sample_id: int) -> JudgeOutcome:
+    """One judge job, no retries (replay, tests): `pair_judges_execute` of one id."""
+    return pair_judges_execute(sample_ids=[sample_id])[sample_id]

@@ -1,4 +1,4 @@
-"""Celery interface of judging: take the sample id, call one service. Runs on the "judge" queue."""
+"""Celery interface of judging: take the sample ids, call one service. Runs on the "judge" queue."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from celery import shared_task
 
 from router_ops.judging import services
 from router_ops.shadow import outbox
-from router_ops.shadow.tasks import max_retries, retry_countdown
+from router_ops.shadow.tasks import ids_of, max_retries, outcome_counts, retries_send
 
 
 @shared_task(
@@ -18,10 +18,8 @@ from router_ops.shadow.tasks import max_retries, retry_countdown
     soft_time_limit=240,
     time_limit=300,
 )
-def judge_pair(self, sample_id: int) -> str:
-    limit = max_retries()
-    try:
-        outcome = services.pair_judge_execute(sample_id=sample_id, final_attempt=self.request.retries >= limit)
-    except services.JudgeRetry as exc:
-        raise self.retry(countdown=retry_countdown(self.request.retries, exc.retry_after), max_retries=limit) from exc
-    return outcome.status
+def judge_pair(self, sample_ids: list[int] | int) -> dict[str, int]:
+    """Judge a batch of pairs; a job may run max_retries() + 1 times in all."""
+    outcomes = services.pair_judges_execute(sample_ids=ids_of(sample_ids), max_attempts=max_retries() + 1)
+    retries_send(self, outcomes, outbox.QUEUE_JUDGE)
+    return outcome_counts(outcomes)

@@ -137,12 +137,18 @@ def privacy_apply(
     return [decision_redact(decision, policy, found, now=now) for decision in decisions]
 
 
-def text_redact(application: Application | int, text: str) -> str:
-    """Redact one text with the application's rules (e.g. a shadow model's answer before it is stored)."""
+def text_redactor(application: Application | int):
+    """A function redacting texts with the application's rules, as they are now (one
+    query): for a batch of shadow answers before they are stored."""
     policy = privacy_policy(application)
     if not policy.store_text:
-        return ""
-    return redact(text, policy.rules)[0]
+        return lambda text: ""
+    return lambda text: redact(text, policy.rules)[0]
+
+
+def text_redact(application: Application | int, text: str) -> str:
+    """Redact one text with the application's rules (e.g. a shadow model's answer before it is stored)."""
+    return text_redactor(application)(text)
 
 
 def privacy_settings_update(*, application: Application, **fields) -> PrivacySettings:

@@ -8,9 +8,13 @@ delay a job but never lose or duplicate it:
   parallel without blocking each other) and rows whose lease went stale, marks them
   enqueued, commits, then sends one Celery message per row. A message lost in a
   broker outage leaves the row enqueued; its lease expires and it is sent again.
-- `shadow_claim` / `judge_claim` let exactly one delivery run a job, and hand out
-  a fencing number (the attempt) that the finishing UPDATE checks: a delivery that
-  lost its lease cannot overwrite the work of the one that took it over.
+- `shadow_claims_load` / `judge_claims_load` let exactly one delivery run a job, and
+  hand out a fencing number (the attempt) that the finishing UPDATE checks: a delivery
+  that lost its lease cannot overwrite the work of the one that took it over.
+
+Messages carry a batch of sample ids (up to SHADOW_TASK_BATCH): one task runs the
+batch's provider calls concurrently on an event loop, so Celery's cost per message is
+shared by the batch.
 """
 
 from __future__ import annotations
@@ -88,23 +92,31 @@ def _claim(sql: str, *, batch_size: int, lease: float) -> list[int]:
         return sorted(row[0] for row in cursor.fetchall())
 
 
+def task_batch_size() -> int:
+    """Jobs per task message: one task runs a batch's provider calls concurrently."""
+    return max(1, int(getattr(settings, "SHADOW_TASK_BATCH", 20)))
+
+
 def _send(task_name: str, queue: str, ids: list[int], unsend_sql: str) -> tuple[int, int]:
-    """Send one message per id; on a broker failure put the unsent rows back to pending."""
+    """Send the ids in messages of `task_batch_size()`; on a broker failure put the unsent
+    rows back to pending. Returns (jobs sent, jobs not sent)."""
     from router_ops.celery import app
 
+    size = task_batch_size()
     sent = 0
     try:
         with app.producer_or_acquire() as producer:
-            for sample_id in ids:
+            for start in range(0, len(ids), size):
+                batch = ids[start : start + size]
                 app.send_task(
                     task_name,
-                    args=[sample_id],
+                    args=[batch],
                     queue=queue,
                     producer=producer,
                     retry=True,
                     retry_policy={"max_retries": 1, "interval_start": 0.2, "interval_step": 0.2},
                 )
-                sent += 1
+                sent += len(batch)
     except Exception as exc:  # the broker is down: the rows wait for the next relay run
         logger.warning("outbox relay: sending %s failed after %d of %d: %s", task_name, sent, len(ids), exc)
         with connection.cursor() as cursor:
@@ -118,7 +130,7 @@ def outbox_relay(*, batch_size: int = 500, lease: float | None = None) -> RelayR
 
     1. Claim up to `batch_size` shadow jobs (pending, or enqueued/running with a stale
        lease) and mark them enqueued with a fresh lease; commit.
-    2. Send one `shadow.run` message per claimed row (queue "celery").
+    2. Send the claimed rows in `shadow.run` messages of SHADOW_TASK_BATCH ids (queue "celery").
     3. The same for judge jobs (`judging.judge_pair`, queue "judge").
     A failed send returns its rows to pending; a lost message is re-sent when its lease expires.
     """
@@ -157,79 +169,57 @@ def relay_nudge() -> None:
         logger.warning("outbox relay nudge not sent: %s", exc)
 
 
-# -- claims by the tasks ------------------------------------------------------------
-
-_SHADOW_CLAIM = """
-UPDATE shadow_shadowsample SET status = 'running', attempts = attempts + 1, lease_at = now()
-WHERE id = %(id)s AND (status IN ('pending', 'enqueued')
-      OR (status = 'running' AND lease_at < now() - make_interval(secs => %(lease)s)))
-RETURNING attempts
-"""
-
-_JUDGE_CLAIM = """
-UPDATE shadow_shadowsample SET judge_status = 'running', judge_attempts = judge_attempts + 1, judge_lease_at = now()
-WHERE id = %(id)s AND (judge_status IN ('pending', 'enqueued')
-      OR (judge_status = 'running' AND judge_lease_at < now() - make_interval(secs => %(lease)s)))
-RETURNING judge_attempts
-"""
-
-
-def _claim_one(sql: str, sample_id: int) -> int | None:
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, {"id": sample_id, "lease": lease_seconds()})
-        row = cursor.fetchone()
-    return row[0] if row else None
-
-
-def shadow_claim(*, sample_id: int) -> int | None:
-    """The attempt number if this delivery now owns the shadow job, else None (done,
-    failed, or running elsewhere): a redelivered message is then a no-op."""
-    return _claim_one(_SHADOW_CLAIM, sample_id)
-
-
-def judge_claim(*, sample_id: int) -> int | None:
-    return _claim_one(_JUDGE_CLAIM, sample_id)
-
-
-# -- claim and load in one round trip (the tasks' hot path) -------------------------------
+# -- claims by the tasks: claim and load in one round trip --------------------------------
 #
-# The claim UPDATE returns the row, joined to what the job needs, plus fingerprints of the
-# application's configuration (selectors.pipeline_config): one statement in autocommit
-# instead of a claim transaction and five ORM reads. The claim itself is the same
-# conditional UPDATE as _SHADOW_CLAIM / _JUDGE_CLAIM.
+# A task claims its batch of jobs with one conditional UPDATE that hands out the fencing
+# attempt numbers and returns each row joined to what the job needs, plus fingerprints of
+# the application's configuration (selectors.pipeline_config). Rows are locked in id
+# order, so two deliveries of overlapping batches queue instead of deadlocking; a row
+# done, failed, or running elsewhere under a live lease is simply not returned.
 
 _SHADOW_CLAIM_LOAD = f"""
 WITH c AS (
     UPDATE shadow_shadowsample SET status = 'running', attempts = attempts + 1, lease_at = now()
-    WHERE id = %(id)s AND (status IN ('pending', 'enqueued')
-          OR (status = 'running' AND lease_at < now() - make_interval(secs => %(lease)s)))
+    WHERE id IN (
+        SELECT id FROM shadow_shadowsample
+        WHERE id = ANY(%(ids)s) AND (status IN ('pending', 'enqueued')
+              OR (status = 'running' AND lease_at < now() - make_interval(secs => %(lease)s)))
+        ORDER BY id FOR UPDATE
+    )
     RETURNING id, attempts, application_id, decision_id, shadow_tier
 )
-SELECT c.attempts, c.application_id, c.shadow_tier, d.prompt, d.messages::text,
+SELECT c.id, c.attempts, c.application_id, c.shadow_tier, d.prompt, d.messages::text,
        {FINGERPRINT_ENDPOINTS_SQL}
 FROM c JOIN ingest_decision d ON d.id = c.decision_id
+ORDER BY c.id
 """  # noqa: S608 (module constants only)
 
 _JUDGE_CLAIM_LOAD = f"""
 WITH c AS (
     UPDATE shadow_shadowsample
     SET judge_status = 'running', judge_attempts = judge_attempts + 1, judge_lease_at = now()
-    WHERE id = %(id)s AND (judge_status IN ('pending', 'enqueued')
-          OR (judge_status = 'running' AND judge_lease_at < now() - make_interval(secs => %(lease)s)))
+    WHERE id IN (
+        SELECT id FROM shadow_shadowsample
+        WHERE id = ANY(%(ids)s) AND (judge_status IN ('pending', 'enqueued')
+              OR (judge_status = 'running' AND judge_lease_at < now() - make_interval(secs => %(lease)s)))
+        ORDER BY id FOR UPDATE
+    )
     RETURNING id, judge_attempts, application_id, decision_id
 )
-SELECT c.judge_attempts, c.application_id, c.decision_id, d.prompt, d.messages::text, d.response,
+SELECT c.id, c.judge_attempts, c.application_id, c.decision_id, d.prompt, d.messages::text, d.response,
        d.attributes::text, r.id IS NOT NULL, r.response,
        EXISTS (SELECT 1 FROM judging_judgment j WHERE j.sample_id = c.id),
        {FINGERPRINT_ENDPOINTS_SQL} || {FINGERPRINT_JUDGES_SQL}
 FROM c JOIN ingest_decision d ON d.id = c.decision_id
 LEFT JOIN shadow_shadowrun r ON r.sample_id = c.id
+ORDER BY c.id
 """  # noqa: S608 (module constants only)
 
 
 @dataclass(frozen=True)
 class ShadowClaim:
-    attempt: int
+    sample_id: int
+    attempt: int  # the fencing number: the finishing UPDATE checks it
     application_id: int
     shadow_tier: str
     prompt: str | None
@@ -239,6 +229,7 @@ class ShadowClaim:
 
 @dataclass(frozen=True)
 class JudgeClaim:
+    sample_id: int
     attempt: int
     application_id: int
     decision_id: int
@@ -255,34 +246,44 @@ def _json(text: str | None):
     return None if text is None else orjson.loads(text)
 
 
-def shadow_claim_load(*, sample_id: int) -> ShadowClaim | None:
-    """`shadow_claim` that also returns the job's inputs; None when this delivery lost."""
+def _claim_rows(sql: str, sample_ids: list[int]) -> list[tuple]:
+    if not sample_ids:
+        return []
     with connection.cursor() as cursor:
-        cursor.execute(_SHADOW_CLAIM_LOAD, {"id": sample_id, "lease": lease_seconds()})
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    attempt, app_id, tier, prompt, messages, fingerprint = row
-    return ShadowClaim(attempt, app_id, tier, prompt, _json(messages), fingerprint)
+        cursor.execute(sql, {"ids": sorted(set(sample_ids)), "lease": lease_seconds()})
+        return cursor.fetchall()
 
 
-def judge_claim_load(*, sample_id: int) -> JudgeClaim | None:
-    """`judge_claim` that also returns the pair; None when this delivery lost."""
-    with connection.cursor() as cursor:
-        cursor.execute(_JUDGE_CLAIM_LOAD, {"id": sample_id, "lease": lease_seconds()})
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    attempt, app_id, decision_id, prompt, messages, response, attributes, has_run, shadow, judged, fingerprint = row
-    return JudgeClaim(
-        attempt=attempt,
-        application_id=app_id,
-        decision_id=decision_id,
-        prompt=prompt,
-        messages=_json(messages),
-        response=response,
-        attributes=_json(attributes) or {},
-        shadow_response=shadow if has_run else None,
-        has_judgments=judged,
-        fingerprint=fingerprint,
-    )
+def shadow_claims_load(*, sample_ids: list[int]) -> list[ShadowClaim]:
+    """Claim the shadow jobs this delivery may run, with their inputs (in id order).
+    An id missing from the answer is done, failed, or running elsewhere: a no-op."""
+    return [
+        ShadowClaim(sample_id, attempt, app_id, tier, prompt, _json(messages), fingerprint)
+        for sample_id, attempt, app_id, tier, prompt, messages, fingerprint in _claim_rows(
+            _SHADOW_CLAIM_LOAD, sample_ids
+        )
+    ]
+
+
+def judge_claims_load(*, sample_ids: list[int]) -> list[JudgeClaim]:
+    """`shadow_claims_load` for judge jobs: the pairs this delivery now owns."""
+    claims = []
+    for row in _claim_rows(_JUDGE_CLAIM_LOAD, sample_ids):
+        sample_id, attempt, app_id, decision_id, prompt, messages, response, attributes = row[:8]
+        has_run, shadow, judged, fingerprint = row[8:]
+        claims.append(
+            JudgeClaim(
+                sample_id=sample_id,
+                attempt=attempt,
+                application_id=app_id,
+                decision_id=decision_id,
+                prompt=prompt,
+                messages=_json(messages),
+                response=response,
+                attributes=_json(attributes) or {},
+                shadow_response=shadow if has_run else None,
+                has_judgments=judged,
+                fingerprint=fingerprint,
+            )
+        )
+    return claims

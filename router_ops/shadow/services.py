@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from router_ops.applications.models import Application, ModelEndpoint
 from router_ops.ingest.validation import CleanDecision
-from router_ops.privacy.services import text_redact
+from router_ops.privacy.services import text_redactor
 from router_ops.shadow import budget, outbox, sampling, selectors
 from router_ops.shadow.models import SamplingPolicy, SegmentDayCount, ShadowSample
-from router_ops.shadow.providers import ProviderError, chat_complete
+from router_ops.shadow.providers import ProviderError, achat_complete, run_concurrently
 
 logger = logging.getLogger(__name__)
 
@@ -244,15 +244,6 @@ def shadow_sample_batch(
 # -- the shadow call ---------------------------------------------------------------------
 
 
-class ShadowRetry(Exception):
-    """A transient provider failure: the task should try again later."""
-
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
 def decision_messages(decision) -> list[dict] | None:
     """The chat messages to replay: the decision's messages, else its prompt as one user turn."""
     messages = decision.messages
@@ -288,25 +279,36 @@ def _sample_release(sample_id: int, attempt: int, reason: str) -> None:
     )
 
 
-def _judge_send(sample_id: int) -> None:
+def _judge_send(sample_ids: list[int]) -> None:
     from router_ops.celery import app
 
     if not getattr(settings, "SHADOW_TASK_SEND", True):
         return  # the caller runs the judge itself (e.g. replay_routellm without --celery)
-
     try:
-        app.send_task(outbox.TASK_JUDGE_PAIR, args=[sample_id], queue=outbox.QUEUE_JUDGE, retry=False)
-    except Exception as exc:  # the relay sends it instead
-        logger.warning("judge task for sample %s not sent: %s", sample_id, exc)
-        ShadowSample.objects.filter(pk=sample_id, judge_status=ShadowSample.ENQUEUED).update(
+        app.send_task(outbox.TASK_JUDGE_PAIR, args=[sample_ids], queue=outbox.QUEUE_JUDGE, retry=False)
+    except Exception as exc:  # the relay sends them instead
+        logger.warning("judge task for samples %s not sent: %s", sample_ids, exc)
+        ShadowSample.objects.filter(pk__in=sample_ids, judge_status=ShadowSample.ENQUEUED).update(
             judge_status=ShadowSample.PENDING
         )
 
 
 @dataclass(frozen=True)
 class ShadowOutcome:
-    status: str  # skipped | done | failed | superseded
+    status: str  # skipped | done | failed | superseded | retry
     reason: str = ""
+    attempt: int = 0
+    retry_after: float | None = None  # status "retry": the provider asked to wait this long
+
+
+@dataclass
+class _ShadowJob:
+    """A claimed job whose call is about to be made: its budget is reserved."""
+
+    claim: outbox.ShadowClaim
+    endpoint: ModelEndpoint
+    messages: list[dict]
+    reservation: budget.Reservation
 
 
 _SHADOW_FINISH = """
@@ -329,72 +331,47 @@ SELECT count(*) FROM won
 """
 
 
-def shadow_run_execute(*, sample_id: int, final_attempt: bool = True) -> ShadowOutcome:
-    """Run one shadow job: the other tier's model on the decision's prompt.
-
-    1. Claim the row (pending/enqueued, or running with a stale lease) → running, and
-       load the prompt in the same statement; a done or failed row, or one running
-       elsewhere, makes this a no-op.
-    2. Find the shadow tier's ModelEndpoint and the prompt; reserve the call's
-       maximum cost under the daily budget (refused → failed "budget: …").
-    3. Call the provider (its adapter retries quickly); a transient failure left
-       over returns the row to enqueued and raises ShadowRetry (unless this is the
-       final attempt), a terminal one marks the row failed with the reason.
-    4. In one statement (one transaction): settle the budget, mark the row done with
-       its judge job enqueued (fenced by the attempt number) and store the ShadowRun;
-       then send the judge task.
-    Database round trips on the happy path: three (claim+load, reserve, finish).
-    """
-    claim = outbox.shadow_claim_load(sample_id=sample_id)
-    if claim is None:
-        return ShadowOutcome("skipped")
-    attempt = claim.attempt
+def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int) -> _ShadowJob | ShadowOutcome:
+    """Find the shadow tier's endpoint and the prompt, reserve the call's maximum cost;
+    a job that cannot run is marked failed with the reason."""
     config = selectors.pipeline_config(application_id=claim.application_id, fingerprint=claim.fingerprint)
     endpoint = config.endpoints_by_tier.get(claim.shadow_tier)
+    messages = decision_messages(claim)
+    reservation = None
     if endpoint is None:
         reason = f"no model endpoint of tier '{claim.shadow_tier}' is configured"
-        _sample_fail(sample_id, attempt, reason)
-        return ShadowOutcome("failed", reason)
-    messages = decision_messages(claim)
-    if not messages:
+    elif not messages:
         reason = "the decision has no prompt or messages (redacted or never sent): nothing to mirror"
-        _sample_fail(sample_id, attempt, reason)
-        return ShadowOutcome("failed", reason)
-    max_tokens = int(getattr(settings, "SHADOW_MAX_TOKENS", 1024))
-    reservation = budget.budget_reserve(
-        application_id=claim.application_id, amount=budget.call_cost_max(endpoint, messages, max_tokens)
-    )
-    if reservation is None:
+    else:
+        amount = budget.call_cost_max(endpoint, messages, max_tokens)
+        reservation = budget.budget_reserve(application_id=claim.application_id, amount=amount)
         reason = "budget: the application's daily shadow budget is spent"
-        _sample_fail(sample_id, attempt, reason)
-        return ShadowOutcome("failed", reason)
-    try:
-        result = chat_complete(
-            endpoint,
-            messages,
-            max_tokens=max_tokens,
-            max_attempts=int(getattr(settings, "SHADOW_PROVIDER_ATTEMPTS", 4)),
-        )
-    except ProviderError as exc:
-        budget.budget_settle(reservation=reservation, actual=0, kind=budget.KIND_SHADOW)
-        if exc.retryable and not final_attempt:
-            _sample_release(sample_id, attempt, exc.reason)
-            raise ShadowRetry(exc.reason, exc.retry_after) from exc
-        _sample_fail(sample_id, attempt, f"provider: {exc.reason}")
-        return ShadowOutcome("failed", exc.reason)
-    except BaseException:
-        budget.budget_settle(reservation=reservation, actual=0, kind=budget.KIND_SHADOW)
-        raise
+    if reservation is None:
+        _sample_fail(claim.sample_id, claim.attempt, reason)
+        return ShadowOutcome("failed", reason, claim.attempt)
+    return _ShadowJob(claim, endpoint, messages, reservation)
+
+
+def _shadow_job_close(job: _ShadowJob, result, redact, max_attempts: int) -> ShadowOutcome:
+    """Store the call's outcome: settle the budget and, on success, mark the row done with
+    its judge job enqueued and store the ShadowRun, in one statement fenced by the attempt."""
+    sample_id, attempt = job.claim.sample_id, job.claim.attempt
+    if isinstance(result, ProviderError):
+        budget.budget_settle(reservation=job.reservation, actual=0, kind=budget.KIND_SHADOW)
+        if result.retryable and attempt < max_attempts:
+            _sample_release(sample_id, attempt, result.reason)
+            return ShadowOutcome("retry", result.reason, attempt, result.retry_after)
+        _sample_fail(sample_id, attempt, f"provider: {result.reason}")
+        return ShadowOutcome("failed", result.reason, attempt)
     settle_sql, params = budget.settle_statement(
-        reservation=reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW
+        reservation=job.reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW
     )
     params.update(
         id=sample_id,
         attempt=attempt,
-        endpoint=endpoint.pk,
+        endpoint=job.endpoint.pk,
         model=result.model,
-        # The shadow answer goes through the application's redaction rules too (one small query).
-        response=text_redact(claim.application_id, result.text),
+        response=redact(result.text),  # the shadow answer goes through the application's redaction rules too
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         cost=budget._money(result.cost_usd),
@@ -406,13 +383,77 @@ def shadow_run_execute(*, sample_id: int, final_attempt: bool = True) -> ShadowO
             cursor.execute(_SHADOW_FINISH.format(settle=settle_sql), params)
             won = cursor.fetchone()[0]
     except BaseException:  # the statement rolled back, settle included: settle alone
-        budget.budget_settle(reservation=reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW)
+        budget.budget_settle(reservation=job.reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW)
         raise
     if not won:  # our lease expired and another delivery took the job over
-        return ShadowOutcome("superseded")
-    # At once in autocommit (a task); after the commit when a caller wraps us in a transaction.
-    transaction.on_commit(lambda: _judge_send(sample_id))
-    return ShadowOutcome("done")
+        return ShadowOutcome("superseded", attempt=attempt)
+    return ShadowOutcome("done", attempt=attempt)
+
+
+def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict[int, ShadowOutcome]:
+    """Run a batch of shadow jobs: each decision's prompt on the other tier's model.
+
+    1. Claim the rows (pending/enqueued, or running with a stale lease) → running, and
+       load their prompts, in one statement; a done or failed row, or one running
+       elsewhere, is "skipped".
+    2. Per job: the shadow tier's endpoint, the prompt, a reservation of the call's
+       maximum cost under the daily budget (refused → failed "budget: …").
+    3. All the calls at once on this thread's event loop (the adapter retries quickly
+       and honours the endpoint's concurrency limit).
+    4. Per job, one statement: settle the budget, mark the row done with its judge job
+       enqueued (fenced by the attempt number) and store the ShadowRun. A transient
+       failure left over returns the row to enqueued as "retry" while the job has had
+       fewer than `max_attempts` attempts (the task re-sends it later); otherwise the
+       row fails with the reason.
+    5. One judge message for the batch's finished pairs.
+    Database round trips per job on the happy path: two (reserve, finish), plus one
+    claim and one privacy-settings read per batch.
+    """
+    outcomes = {sample_id: ShadowOutcome("skipped") for sample_id in sample_ids}
+    max_tokens = int(getattr(settings, "SHADOW_MAX_TOKENS", 1024))
+    jobs: list[_ShadowJob] = []
+    for claim in outbox.shadow_claims_load(sample_ids=sample_ids):
+        opened = _shadow_job_open(claim, max_tokens)
+        if isinstance(opened, ShadowOutcome):
+            outcomes[claim.sample_id] = opened
+        else:
+            jobs.append(opened)
+    if not jobs:
+        return outcomes
+    attempts = int(getattr(settings, "SHADOW_PROVIDER_ATTEMPTS", 4))
+    try:
+        results = run_concurrently(
+            [achat_complete(job.endpoint, job.messages, max_tokens=max_tokens, max_attempts=attempts) for job in jobs]
+        )
+        unexpected = next(
+            (r for r in results if isinstance(r, BaseException) and not isinstance(r, ProviderError)), None
+        )
+        if unexpected is not None:
+            raise unexpected
+    except BaseException:
+        for job in jobs:
+            budget.budget_settle(reservation=job.reservation, actual=0, kind=budget.KIND_SHADOW)
+        raise
+    redactors = {app_id: text_redactor(app_id) for app_id in {job.claim.application_id for job in jobs}}
+    for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        try:
+            outcomes[job.claim.sample_id] = _shadow_job_close(
+                job, result, redactors[job.claim.application_id], max_attempts
+            )
+        except BaseException:
+            for later in jobs[index + 1 :]:
+                budget.budget_settle(reservation=later.reservation, actual=0, kind=budget.KIND_SHADOW)
+            raise
+    done = [sample_id for sample_id, outcome in outcomes.items() if outcome.status == "done"]
+    if done:
+        # At once in autocommit (a task); after the commit when a caller wraps us in a transaction.
+        transaction.on_commit(lambda: _judge_send(done))
+    return outcomes
+
+
+def shadow_run_execute(*, sample_id: int) -> ShadowOutcome:
+    """One shadow job, no retries (replay, tests): `shadow_runs_execute` of one id."""
+    return shadow_runs_execute(sample_ids=[sample_id])[sample_id]
 
 
 # -- model endpoints (configured through /api/v1/models/) -----------------------------------

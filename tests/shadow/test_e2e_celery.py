@@ -8,6 +8,8 @@ worker on this machine consumes these tasks.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from decimal import Decimal
 
@@ -15,6 +17,7 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings as django_settings
+from django.db import connection
 from kombu import pools
 
 from router_ops.celery import app
@@ -61,6 +64,13 @@ def worker(settings):
     ) as w:
         yield w
     redis.Redis.from_url(url).flushdb()
+    # The worker's threads kept their database connections (CELERY_DB_REUSE_MAX); the
+    # threads are gone, so end their sessions, or the test database cannot be dropped.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 def wait_until(predicate, timeout: float = 60.0) -> None:
@@ -136,13 +146,13 @@ def test_a_task_delivered_twice_makes_one_run_and_one_judgment(owner, sim, worke
     policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
     ingest_and_sample(owner.application, sim_decisions(8))
     ids = list(ShadowSample.objects.values_list("id", flat=True))
-    for _ in range(2):  # a redelivery: the same message twice, nothing in the outbox marked
-        for sample_id in ids:
-            app.send_task(TASK_SHADOW_RUN, args=[sample_id], queue="celery")
+    # A redelivery (the same batch twice, nothing in the outbox marked), an overlapping
+    # batch, and a single id as messages carried before batching.
+    for batch in (ids, ids, ids[:4], ids[0]):
+        app.send_task(TASK_SHADOW_RUN, args=[batch], queue="celery")
     wait_until(lambda: ShadowSample.objects.filter(judge_status="done").count() == len(ids))
-    for sample_id in ids:
-        app.send_task(TASK_JUDGE_PAIR, args=[sample_id], queue="judge")
-        app.send_task(TASK_JUDGE_PAIR, args=[sample_id], queue="judge")
+    for batch in (ids, ids, ids[2:6], ids[-1]):
+        app.send_task(TASK_JUDGE_PAIR, args=[batch], queue="judge")
     time.sleep(1.5)
     assert ShadowRun.objects.count() == len(ids)
     per_sample = Judgment.objects.values_list("sample_id", "judge_id")
@@ -187,3 +197,25 @@ def test_provider_429_honours_retry_after_then_succeeds(owner, sim, worker, sett
     sample = ShadowSample.objects.get()
     assert sample.attempts == 2
     assert server.stats["by_status"]["429"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_relay_sends_jobs_in_batches(owner, settings):
+    settings.SHADOW_TASK_BATCH = 20
+    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
+    ingest_and_sample(owner.application, sim_decisions(45))
+    url = _test_broker()
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    _broker_use(url)
+    try:
+        result = outbox_relay()
+        messages = [json.loads(raw) for raw in reversed(client.lrange("celery", 0, -1))]  # LPUSH: newest first
+    finally:
+        client.flushdb()
+    assert result.shadow_sent == 45
+    assert [m["headers"]["task"] for m in messages] == [TASK_SHADOW_RUN] * 3
+    batches = [json.loads(base64.b64decode(m["body"]))[0][0] for m in messages]
+    assert [len(b) for b in batches] == [20, 20, 5]
+    assert sorted(i for b in batches for i in b) == sorted(ShadowSample.objects.values_list("id", flat=True))
+    assert set(ShadowSample.objects.values_list("status", flat=True)) == {"enqueued"}

@@ -364,3 +364,23 @@ async def achat_complete(
         if isinstance(step, ChatResult):
             return step
         await sleep(step)
+
+
+_thread_loops = threading.local()
+
+
+def run_concurrently(coroutines: list[Awaitable]) -> list:
+    """Run the coroutines side by side on this thread's event loop and return their
+    results in order (an exception is returned in its place, not raised).
+
+    The loop lives as long as the thread, so its pooled HTTP connections do too: a
+    Celery thread running one batch after another reuses them (a new loop per batch
+    would build new clients and TLS contexts each time)."""
+    loop = getattr(_thread_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _thread_loops.loop = asyncio.new_event_loop()
+
+    async def together() -> list:
+        return await asyncio.gather(*coroutines, return_exceptions=True)
+
+    return loop.run_until_complete(together())
