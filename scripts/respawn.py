@@ -7,7 +7,9 @@ What systemd's `Restart=on-failure` or a Kubernetes pod does in production, for
 `make run` (the Procfile's worker) and the fault suite's workers:
 
 1. Runs the command as a child in the same process group, so a signal sent to the
-   group (honcho's SIGKILL after its grace period) still reaches it.
+   group (honcho's SIGKILL after its grace period) still reaches it. A TERM sent to the
+   group reaches the child twice (directly and forwarded); celery and gunicorn take a
+   second TERM as the same warm shutdown.
 2. When the child exits non-zero or is killed by a signal it did not get from us,
    logs one `[respawn]` line to stderr and starts it again after a backoff: --backoff
    seconds, doubled after each quick crash up to 10 s, back to --backoff once the child
