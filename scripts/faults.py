@@ -5,20 +5,23 @@
 
 1. Starts a private stack (tests/faults/harness.py): its own PostgreSQL cluster and
    Redis on free ports in a temporary folder (scripts/services.sh with ROUTEROPS_VAR_DIR),
-   gunicorn (2 workers), 2 Celery workers (threads × 32, queues celery + judge), beat,
-   and the simulated provider (50 ms latency). Nothing of the checkout's own services
-   is touched.
+   gunicorn (2 workers), 2 Celery workers (threads × 32, queues celery + judge) each under
+   scripts/respawn.py (a restarting supervisor, as in production), beat, and the
+   simulated provider (50 ms latency). Nothing of the checkout's own services is touched.
 2. Creates an application: base rate 0.3 (+ divergence 0.5, reverse 0.05), a pairwise
    LLM judge behind a normalised-match judge, and a daily budget that runs out partway.
 3. A producer sends decisions through RouterOpsClient at --rate/s for the whole run,
    and every shadow.run / judging.judge_pair message is published a second time (e).
 4. Faults, one after another, --phase seconds apart:
-   (a) SIGKILL a Celery worker while provider calls are in flight; start a new one;
-   (b) stop Redis for 8 s, start it again (empty: no persistence);
+   (a) SIGKILL a worker's celery process while provider calls are in flight; its
+       supervisor starts it again;
+   (b) stop Redis for 8 s, start it again (empty: no persistence); a worker that exits
+       on the outage (kombu can) is restarted by its supervisor;
    (c) restart PostgreSQL (fast shutdown, start);
    (d) the provider answers 503 (Retry-After 1), then 429, then 500 for a while.
 5. Stops the producer, waits (bounded) for the outbox to drain, then counts from the
-   database and the producer's records and prints the table. Exit 1 if a check fails.
+   database and the producer's records and prints the table, with the restarts the
+   supervisors made (every worker must be up at the end). Exit 1 if a check fails.
 
 Every wait is bounded; the whole run takes about 4 minutes; traffic goes to 127.0.0.1 only.
 """
@@ -34,13 +37,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.faults.harness import Duplicator, Producer, Report, Stack, wait_for  # noqa: E402
+from tests.faults.harness import Check, Duplicator, Producer, Report, Stack, wait_for  # noqa: E402
 
 T0 = time.monotonic()
 
 
 def say(message: str) -> None:
     print(f"[faults {time.monotonic() - T0:6.1f}s] {message}", flush=True)
+
+
+def restarts_summary(restarts: dict[str, list[str]]) -> str:
+    """`worker1: killed by SIGKILL, exit 1; worker2: exit 1` (or `none`)."""
+    return "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in restarts.items() if reasons) or "none"
 
 
 def main() -> int:
@@ -67,7 +75,7 @@ def main() -> int:
         time.sleep(args.phase)
 
         # (a) SIGKILL a worker mid-call: calls slowed to 3 s for a moment so that the
-        # worker certainly has some in flight when it dies.
+        # worker certainly has some in flight when it dies. Its supervisor restarts it.
         running_before = stack.running_ids(app)
         stack.provider_fault(latency_ms=3000, for_seconds=6)
         wait_for(lambda: stack.provider_stats()["in_flight"] >= 3, 30, "provider calls in flight", interval=0.05)
@@ -75,12 +83,13 @@ def main() -> int:
         in_flight = stack.provider_stats()["in_flight"]
         running = stack.running_ids(app) - running_before
         pid = stack.worker_kill(victim)
+        killed_at = time.monotonic()
         say(
-            f"(a) SIGKILLed {victim} (pid {pid}) with {in_flight} provider call(s) in flight, "
+            f"(a) SIGKILLed {victim}'s celery process (pid {pid}) with {in_flight} provider call(s) in flight, "
             f"{len(running)} shadow job(s) running"
         )
-        time.sleep(2)
-        say(f"(a) started {stack.worker_start()}")
+        new_pid = wait_for(lambda: stack.worker_pid(victim), 30, f"the supervisor to restart {victim}")
+        say(f"(a) its supervisor started it again (pid {new_pid}) {time.monotonic() - killed_at:.1f}s later")
         time.sleep(args.phase)
 
         # (b) Redis down and up again.
@@ -90,6 +99,7 @@ def main() -> int:
         stack.services("redis-start")
         say("(b) Redis started again (empty)")
         time.sleep(args.phase)
+        say(f"(b) worker restarts so far: {restarts_summary(stack.worker_restarts())}")
 
         # (c) PostgreSQL restart.
         started = time.monotonic()
@@ -118,6 +128,21 @@ def main() -> int:
         time.sleep(1.0)  # let the last duplicate copies be consumed (they must be no-ops)
 
         report = Report.collect(stack, app, producer)
+        restarts = stack.worker_restarts()
+        killed = sum(reason == "killed by SIGKILL" for reasons in restarts.values() for reason in reasons)
+        report.rows.append(
+            Check(
+                "worker restarts by the supervisor",
+                ">= 1 (the SIGKILL of a)",
+                str(sum(map(len, restarts.values()))),
+                killed >= 1,
+            )
+        )
+        up = [name for name in stack.workers if stack.worker_pid(name)]
+        report.rows.append(
+            Check("workers up at the end", str(len(stack.workers)), str(len(up)), len(up) == len(stack.workers))
+        )
+        report.info["worker restarts"] = restarts_summary(restarts)
         stats = stack.provider_stats()
         report.info["duplicate copies published (e)"] = (
             f"shadow.run {len(duplicator.shadow_sent)}, judge_pair {len(duplicator.judge_sent)}, "

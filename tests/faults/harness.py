@@ -9,12 +9,17 @@ services script, and SQL (psycopg) for the counts — so it runs the same inside
     stack = Stack.start(workers=2)          # private PostgreSQL + Redis + web + workers + beat + provider
     app = stack.application_create(budget=3)
     producer = Producer(stack, app, rate=40); producer.start()
-    stack.worker_kill(0); stack.worker_start() ...
+    stack.worker_kill("worker1")           # SIGKILL its celery process; the supervisor restarts it
     report = Report.collect(stack, app, producer); report.print(); report.ok
     stack.stop()
 
+Workers run under scripts/respawn.py, as production runs them under a restarting
+supervisor: a worker that exits on a broker outage comes back, and each restart is a
+`[respawn]` line in its log (`worker_restarts()`).
+
 Only 127.0.0.1; every wait is bounded by a deadline; `stop()` ends exactly the
-processes it started (by pid) and the private PostgreSQL/Redis (by their pid files).
+processes it started (by pid, each in its own process group) and the private
+PostgreSQL/Redis (by their pid files).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,6 +55,9 @@ from routerops_client import RouterOpsClient, RouterOpsError
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
 SERVICES = ROOT / "scripts" / "services.sh"
+RESPAWN = ROOT / "scripts" / "respawn.py"
+# What scripts/respawn.py logs when it restarts its child.
+RESTART_LINE = re.compile(r"\[respawn\] .* \(pid \d+\) (?P<reason>.+) after [\d.]+s; restart \d+ in ")
 PG_OPTS = "-c fsync=off -c full_page_writes=off"
 TEMPLATE_ROOT = Path(tempfile.gettempdir())
 
@@ -74,6 +83,18 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
             last_exc = exc
         time.sleep(interval)
     raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" ({last_exc})" if last_exc else ""))
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, from /proc (parent pid → child pids)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    return children
 
 
 def _migrations_digest() -> str:
@@ -188,7 +209,10 @@ class Stack:
 
     def spawn(self, name: str, argv: list[str], env: dict | None = None) -> subprocess.Popen:
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115
-        proc = subprocess.Popen(argv, cwd=ROOT, env=env or self.env, stdout=out, stderr=subprocess.STDOUT)
+        # Its own process group: stop() can SIGKILL a process with all its children.
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env or self.env, stdout=out, stderr=subprocess.STDOUT, process_group=0
+        )
         self.procs[name] = proc
         return proc
 
@@ -233,6 +257,9 @@ class Stack:
         self.spawn(
             name,
             [
+                str(VENV_BIN / "python"),
+                str(RESPAWN),
+                "--",
                 str(VENV_BIN / "celery"),
                 "-A",
                 "router_ops",
@@ -295,7 +322,7 @@ class Stack:
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
 
     def stop(self, keep_dir: bool = False) -> None:
@@ -312,13 +339,31 @@ class Stack:
 
     # -- faults ---------------------------------------------------------------------------
 
-    def worker_kill(self, name: str) -> int:
-        """SIGKILL a worker process (no warm shutdown, no acks: its tasks die mid-call)."""
+    def worker_pid(self, name: str) -> int | None:
+        """The celery process of a worker (the supervisor's child); None between restarts."""
         proc = self.procs[name]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        self.workers.remove(name)
-        return proc.pid
+        if proc.poll() is not None:
+            return None
+        children = children_by_parent().get(proc.pid, [])
+        return children[0] if children else None
+
+    def worker_kill(self, name: str) -> int:
+        """SIGKILL a worker's celery process (no warm shutdown, no acks: its tasks die
+        mid-call); its supervisor restarts it as it would in production."""
+        pid = self.worker_pid(name)
+        if pid is None:
+            raise RuntimeError(f"{name} has no celery process to kill")
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: self.worker_pid(name) != pid, 10, f"{name} (pid {pid}) to die")
+        return pid
+
+    def worker_restarts(self) -> dict[str, list[str]]:
+        """Why each worker's supervisor restarted it (`killed by SIGKILL`, `exit 1`, …)."""
+        restarts = {}
+        for name in self.workers:
+            lines = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()
+            restarts[name] = [match["reason"] for match in map(RESTART_LINE.match, lines) if match]
+        return restarts
 
     def provider_stats(self) -> dict:
         return httpx.get(f"{self.provider_url}/admin/stats", timeout=5).json()
@@ -397,18 +442,12 @@ class Stack:
         return time.monotonic() - started
 
     def rss_mb(self, name: str) -> float:
-        """RSS of a started process and all its descendants (gunicorn's workers), in MB."""
+        """RSS of a started process and all its descendants (gunicorn's workers, a worker's celery), in MB."""
         proc = self.procs.get(name)
         if proc is None or proc.poll() is not None:
             return 0.0
         pids = [proc.pid]
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError, IndexError, ValueError):
-                    stat = (entry / "stat").read_text()
-                    ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                    children.setdefault(ppid, []).append(int(entry.name))
+        children = children_by_parent()
         index = 0
         while index < len(pids):
             pids.extend(children.get(pids[index], []))

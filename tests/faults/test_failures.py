@@ -1,11 +1,11 @@
 """Failure tests of issue 4 with real processes (tests/faults/harness.py).
 
 One private stack for the module — its own PostgreSQL and Redis on free ports in a
-temporary folder, gunicorn, a Celery worker (threads, both queues), beat and the
-simulated provider — and one application per test. The checkout's own services are
-never touched. Recovery clocks are shortened by tests/faults/settings.py (outbox lease
-15 s instead of 600 s, broker visibility timeout 30 s), so every wait here is bounded
-well under a minute.
+temporary folder, gunicorn, a Celery worker (threads, both queues) under its restarting
+supervisor, beat and the simulated provider — and one application per test. The
+checkout's own services are never touched. Recovery clocks are shortened by
+tests/faults/settings.py (outbox lease 15 s instead of 600 s, broker visibility timeout
+30 s), so every wait here is bounded well under a minute.
 """
 
 from __future__ import annotations
@@ -89,9 +89,10 @@ def test_worker_killed_mid_call_job_completes_after_restart_without_duplicate_ju
         )
     }
     assert running, "the worker must be mid-call when it is killed"
-    stack.worker_kill(stack.workers[0])
+    worker = stack.workers[0]
+    stack.worker_kill(worker)
     stack.provider_fault_clear()
-    stack.worker_start()
+    wait_for(lambda: stack.worker_pid(worker), 30, "the supervisor to restart the worker")
     stack.drain(app, timeout=DRAIN_TIMEOUT_S)
     _assert_all_shadowed_once(stack, app, producer)
     rows = stack.sql(
