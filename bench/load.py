@@ -6,7 +6,7 @@
 
 Starts the private stack of the fault suite (tests/faults/harness.py: its own PostgreSQL
 and Redis on free ports in a temporary folder, gunicorn with --web-workers, --workers
-Celery workers with 32 threads on both queues, beat, the simulated provider at 50 ms),
+Celery workers with 8 threads on both queues, beat, the simulated provider at 50 ms),
 creates an application that samples --base-rate of the traffic, and sends --rate
 decisions/s in batches of --batch from --threads RouterOpsClient threads for --duration
 seconds. Every --interval seconds it prints:

@@ -288,7 +288,7 @@ def pipeline_run(args, application, provider_root: str) -> int:
     from router_ops.shadow.models import ShadowSample
     from router_ops.shadow.outbox import outbox_relay
 
-    env = {**os.environ, "DB_CONN_MAX_AGE": "600"}
+    env = {**os.environ, "DB_CONN_MAX_AGE": "600", "CELERY_REMOTE_CONTROL": "1"}  # for the ping below
     workers = workers_start(args, env)
     try:
         workers_wait_ready(args.workers)

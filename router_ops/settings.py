@@ -259,6 +259,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # tasks themselves, see bench/pipeline.py). With it set, connections live by
 # CONN_MAX_AGE, and router_ops/celery.py drops broken or expired ones after each task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 100_000, minimum=0)
+# Remote control (`celery inspect`/`control`, Flower) rides on a Redis pub/sub channel;
+# with celery/kombu 5.7.0 a Redis outage noticed there first makes the worker exit
+# ("Unrecoverable error: AttributeError ... 'hostname'"): in a minimal reproduction
+# (same pins, Redis stopped under idle workers) 9 of 15 workers exited, 0 of 12 with it off. Off by default; CELERY_REMOTE_CONTROL=1 to
+# turn it on (workers still run under scripts/respawn.py either way).
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = env_bool("CELERY_REMOTE_CONTROL", False)
 # A message a killed worker held comes back after this; keep it ≥ SHADOW_LEASE_S.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, minimum=10)}
 # Judge fan-out has its own queue, so a burst of judging never starves shadow calls.

@@ -5,7 +5,7 @@
 
 1. Starts a private stack (tests/faults/harness.py): its own PostgreSQL cluster and
    Redis on free ports in a temporary folder (scripts/services.sh with ROUTEROPS_VAR_DIR),
-   gunicorn (2 workers), 2 Celery workers (threads × 32, queues celery + judge) each under
+   gunicorn (2 workers), 2 Celery workers (threads × 8, queues celery + judge) each under
    scripts/respawn.py (a restarting supervisor, as in production), beat, and the
    simulated provider (50 ms latency). Nothing of the checkout's own services is touched.
 2. Creates an application: base rate 0.3 (+ divergence 0.5, reverse 0.05), a pairwise
@@ -23,7 +23,7 @@
    database and the producer's records and prints the table, with the restarts the
    supervisors made (every worker must be up at the end). Exit 1 if a check fails.
 
-Every wait is bounded; the whole run takes about 4 minutes; traffic goes to 127.0.0.1 only.
+Every wait is bounded; the whole run takes about 2.5 minutes; traffic goes to 127.0.0.1 only.
 """
 
 from __future__ import annotations

@@ -251,7 +251,7 @@ class Stack:
         )
         wait_for(lambda: httpx.get(f"{self.provider_url}/healthz", timeout=2).status_code == 200, 120, "provider")
 
-    def worker_start(self, concurrency: int = 32) -> str:
+    def worker_start(self, concurrency: int = 8) -> str:
         self._worker_seq += 1
         name = f"worker{self._worker_seq}"
         self.spawn(
@@ -543,11 +543,13 @@ class Duplicator(threading.Thread):
     """Publishes a second copy of every shadow.run and judging.judge_pair message.
 
     It watches the outbox: as soon as the relay (or a shadow task) has enqueued a job,
-    the same task name with the same sample id goes to the same queue once more,
+    the same task name with the job's sample id (in a batch of its own) goes to the same queue once more,
     through the broker as any producer would. The pipeline must run each job once:
     one ShadowRun, one Judgment per (sample, judge). Copies that could not be sent
     (broker down) are tried again on the next poll.
     """
+
+    BATCH = 7
 
     def __init__(self, stack: Stack, app: App, interval: float = 0.3):
         super().__init__(name="duplicator", daemon=True)
@@ -575,16 +577,18 @@ class Duplicator(threading.Thread):
             except Exception as exc:  # PostgreSQL restarting: next poll
                 log.debug("duplicator: outbox not readable: %s", exc)
                 continue
-            for sample_id, shadow_out, judge_out in rows:
-                for wanted, sent, task, queue in (
-                    (shadow_out, self.shadow_sent, "shadow.run", "celery"),
-                    (judge_out, self.judge_sent, "judging.judge_pair", "judge"),
-                ):
-                    if not wanted or sample_id in sent:
-                        continue
+            for column, sent, task, queue in (
+                (1, self.shadow_sent, "shadow.run", "celery"),
+                (2, self.judge_sent, "judging.judge_pair", "judge"),
+            ):
+                fresh = sorted(row[0] for row in rows if row[column] and row[0] not in sent)
+                # Copies batched as the relay batches, but cut differently: the copy of a
+                # job usually travels with other jobs than its original did.
+                for start in range(0, len(fresh), self.BATCH):
+                    batch = fresh[start : start + self.BATCH]
                     try:
-                        celery.send_task(task, args=[sample_id], queue=queue, retry=False)
-                        sent.add(sample_id)
+                        celery.send_task(task, args=[batch], queue=queue, retry=False)
+                        sent.update(batch)
                     except Exception:
                         self.send_errors += 1
                         break
