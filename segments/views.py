@@ -231,6 +231,19 @@ class DimensionSlicesView(APIView):
 # --- discovery (/api/v1/discoveries/) ---------------------------------------------------------
 
 
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+
+def _query_flag(request, name: str) -> bool:
+    """A yes/no query parameter; anything else is a 400 naming it (not silently "no")."""
+    values = request.query_params.getlist(name)
+    if not values:
+        return False
+    if len(values) == 1 and values[0].lower() in _TRUE | _FALSE:
+        return values[0].lower() in _TRUE
+    raise exceptions.ValidationError({name: ["Use true or false (once)."]})
+
+
 class DiscoveryListView(APIView):
     """The latest finished discovery run and its ranked findings (`?all=1`: every tested slice)."""
 
@@ -243,7 +256,7 @@ class DiscoveryListView(APIView):
     )
     def get(self, request):
         application = request_application(request)
-        include_all = request.query_params.get("all", "").lower() in ("1", "true", "yes")
+        include_all = _query_flag(request, "all")
         run = discovery_latest_run(application=application)
         findings = list(discovery_list(run=run, include_all=include_all)) if run else []
         body = {"run": run, "open_run": discovery_open_run(application=application), "findings": findings}

@@ -223,6 +223,11 @@ def test_the_api_lists_the_latest_runs_findings_queues_runs_and_promotes(seeded,
     assert all(f["significant"] for f in body["findings"])
     everything = read.get("/api/v1/discoveries?all=1").json()["findings"]
     assert len(everything) == body["run"]["tested"] > len(body["findings"])
+    assert read.get("/api/v1/discoveries?all=false").json()["findings"] == body["findings"]
+    for bad in ("all=null", "all=1&all=0"):
+        refused = read.get(f"/api/v1/discoveries?{bad}")
+        assert refused.status_code == 400, bad
+        assert refused.json()["error"]["details"] == {"all": ["Use true or false (once)."]}
     assert read.get(f"/api/v1/discoveries/{first['id']}").json()["rule"] == SEEDED_RULE
 
     promoted = admin.post(f"/api/v1/discoveries/{first['id']}/promote/", {"slug": "enterprise-api"}, format="json")
