@@ -191,10 +191,19 @@ class PairwiseCall:
 
 
 def pairwise_judge_prepare(
-    *, judge: Judge, sample_id: int, application_id: int, question: str, primary: str, shadow: str, config
+    *,
+    judge: Judge,
+    sample_id: int,
+    attempt: int,
+    application_id: int,
+    question: str,
+    primary: str,
+    shadow: str,
+    config,
 ) -> PairwiseCall | JudgeResult:
     """Resolve the judge's model endpoint and rubric (from the pipeline config), build both
-    orders' prompts and reserve the budget; a JudgeResult with the error when it cannot run."""
+    orders' prompts and reserve the budget for the judge job's attempt; a JudgeResult with
+    the error when it cannot run. Raises budget.JobLost if the attempt lost the job."""
     endpoint = config.endpoints_by_name.get(judge.model)
     rubric = config.prompts.get(judge.prompt_version)
     if endpoint is None:
@@ -203,7 +212,9 @@ def pairwise_judge_prepare(
         return JudgeResult(error=f"judge prompt version '{judge.prompt_version}' does not exist")
     messages = {order: pairwise.order_messages(rubric, question, primary, shadow, order) for order in pairwise.ORDERS}
     worst = 2 * sum(budget.call_cost_max(endpoint, m, JUDGE_MAX_TOKENS) for m in messages.values())
-    reservation = budget.budget_reserve(application_id=application_id, amount=worst)
+    reservation = budget.budget_reserve(
+        application_id=application_id, amount=worst, kind=budget.KIND_JUDGE, sample_id=sample_id, attempt=attempt
+    )
     if reservation is None:
         return JudgeResult(error="budget: the application's daily shadow budget is spent")
     return PairwiseCall(sample_id, judge, endpoint, messages, reservation)
@@ -229,7 +240,7 @@ def pairwise_judge_combine(
     if errors:
         error = errors[0]
         if error.retryable and not final_attempt:
-            budget.budget_settle(reservation=call.reservation, actual=spent, kind=budget.KIND_JUDGE)
+            budget.budget_settle(reservation=call.reservation, actual=spent)
             raise JudgeRetry(error.reason, error.retry_after)
         result.error = f"provider: {error.reason}"
         return result
@@ -307,10 +318,8 @@ def _judgment_store(sample_id: int, application_id: int, judge: Judge, result: J
     params = {**fields, "replies": orjson.dumps(result.replies).decode()}
     settle = ""
     if result.reservation is not None:
-        settle_sql, settle_params = budget.settle_statement(
-            reservation=result.reservation, actual=result.cost_usd, kind=budget.KIND_JUDGE
-        )
-        settle = f"settle AS ({settle_sql}), "
+        settle_sql, settle_params = budget.settle_statement(reservation=result.reservation, actual=result.cost_usd)
+        settle = f"{settle_sql}, "
         params.update(settle_params)
     try:
         with connection.cursor() as cursor:
@@ -318,7 +327,7 @@ def _judgment_store(sample_id: int, application_id: int, judge: Judge, result: J
             row = cursor.fetchone()
     except BaseException:  # the statement rolled back, settle included: settle alone
         if result.reservation is not None:
-            budget.budget_settle(reservation=result.reservation, actual=result.cost_usd, kind=budget.KIND_JUDGE)
+            budget.budget_settle(reservation=result.reservation, actual=result.cost_usd)
         raise
     if row is None:  # a concurrent delivery stored it first: theirs stands
         return Judgment.objects.get(sample_id=sample_id, judge_id=judge.id)
@@ -421,15 +430,21 @@ def _pair_job_open(claim: outbox.JudgeClaim) -> _PairJob | str:
             job.judgments[judge.id] = existing[judge.id]
             continue
         if judge.kind == Judge.KIND_PAIRWISE_LLM:
-            prepared = pairwise_judge_prepare(
-                judge=judge,
-                sample_id=sample_id,
-                application_id=application_id,
-                question=question,
-                primary=primary,
-                shadow=shadow,
-                config=config,
-            )
+            try:
+                prepared = pairwise_judge_prepare(
+                    judge=judge,
+                    sample_id=sample_id,
+                    attempt=claim.attempt,
+                    application_id=application_id,
+                    question=question,
+                    primary=primary,
+                    shadow=shadow,
+                    config=config,
+                )
+            except budget.JobLost:
+                # The claim that took the pair over released what this attempt reserved;
+                # the finish, fenced by the attempt, will be a no-op ("superseded").
+                return "superseded: another delivery took the pair over"
             if isinstance(prepared, PairwiseCall):
                 job.calls.append(prepared)
                 continue
@@ -451,7 +466,7 @@ def _calls_run(calls: list[PairwiseCall]) -> list[tuple[dict, float]]:
             raise unexpected
     except BaseException:
         for call in calls:
-            budget.budget_settle(reservation=call.reservation, actual=0, kind=budget.KIND_JUDGE)
+            budget.budget_settle(reservation=call.reservation, actual=0)
         raise
     return results
 
@@ -459,8 +474,9 @@ def _calls_run(calls: list[PairwiseCall]) -> list[tuple[dict, float]]:
 def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict[int, JudgeOutcome]:
     """Judge a batch of shadowed pairs with their applications' active judges.
 
-    1. Claim the judge jobs and load the pairs in one statement (a judged pair, or one
-       running elsewhere, is "skipped").
+    1. Claim the judge jobs and load the pairs in one statement, which also releases the
+       budget a previous attempt still held (a judged pair, or one running elsewhere, is
+       "skipped").
     2. Per pair (`_pair_job_open`): deterministic judges decide when they can; otherwise
        the LLM judges' calls are prepared (budget reserved) and recorded judges run.
     3. Every LLM judgment of the batch runs at once (both orders of each side by side)
@@ -494,7 +510,7 @@ def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
             job.retry = exc
         except BaseException:
             for later in calls[index + 1 :]:
-                budget.budget_settle(reservation=later.reservation, actual=0, kind=budget.KIND_JUDGE)
+                budget.budget_settle(reservation=later.reservation, actual=0)
             raise
     for job in jobs:
         sample_id, attempt = job.claim.sample_id, job.claim.attempt

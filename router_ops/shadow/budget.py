@@ -8,8 +8,23 @@ passes the cap. After the call the reservation is *settled*: released and replac
 by the actual cost. Spend therefore exceeds the cap only if a call costs more than
 its reserved maximum, i.e. by less than one call's cost.
 
-A worker killed between reserve and settle leaves its reservation held until the
-day ends: the budget errs on the side of spending less.
+A reservation is held by a job attempt (a ShadowSample row and its attempt number, the
+outbox's fencing number), and the row records what its current attempt holds, so that
+a worker killed between reserve and settle does not keep the budget until the day ends:
+
+1. Reserving locks the row, checks the attempt, adds the amount to the ledger and to the
+   row's `shadow_reserved_usd` / `judge_reserved_usd`, in one statement. An attempt whose
+   job was taken over reserves nothing (`JobLost`).
+2. Settling subtracts the amount from the row, fenced by the attempt, and releases it
+   from the ledger only if that subtraction happened; the actual cost is booked either way.
+3. A claim that starts a new attempt (outbox.py) releases whatever the row still records
+   from the ledger, and zeroes it, in the claiming statement.
+
+A reservation is thus released exactly once, by whoever removes it from its row: a killed
+worker's reservation comes back when its lease goes stale and the job is claimed again,
+and an attempt that finishes after losing its lease books its cost without releasing
+again what the claim released. Its call was then not covered by a reservation, so the cap
+can be passed by that call's cost; the lease is longer than a run so that it does not happen.
 """
 
 from __future__ import annotations
@@ -27,6 +42,25 @@ KIND_SHADOW = "shadow"
 KIND_JUDGE = "judge"
 _QUANTUM = Decimal("0.00000001")
 
+# Per kind of job: its status and attempt columns and its reservation record on the
+# ShadowSample row, and the ledger's spend column.
+_COLUMNS = {
+    KIND_SHADOW: {
+        "status": "status",
+        "attempts": "attempts",
+        "held": "shadow_reserved_usd",
+        "held_day": "shadow_reserved_day",
+        "spent": "shadow_spent_usd",
+    },
+    KIND_JUDGE: {
+        "status": "judge_status",
+        "attempts": "judge_attempts",
+        "held": "judge_reserved_usd",
+        "held_day": "judge_reserved_day",
+        "spent": "judge_spent_usd",
+    },
+}
+
 
 def _money(value: float | Decimal) -> Decimal:
     return Decimal(str(value)).quantize(_QUANTUM, rounding=ROUND_CEILING)
@@ -37,6 +71,14 @@ class Reservation:
     application_id: int
     day: date
     amount: Decimal
+    kind: str  # KIND_SHADOW or KIND_JUDGE
+    sample_id: int  # the job attempt holding it
+    attempt: int
+
+
+class JobLost(Exception):
+    """The job was taken over (its lease went stale) before this attempt reserved: the
+    attempt must stop, and whatever it reserved before is released by the new claim."""
 
 
 def budget_cap(*, application_id: int) -> Decimal:
@@ -46,26 +88,41 @@ def budget_cap(*, application_id: int) -> Decimal:
     return cap if cap is not None else SamplingPolicy._meta.get_field("daily_budget_usd").default
 
 
-# One statement, in autocommit: create today's row or add to it, in both cases only if
-# spent + reserved + amount still fits under the cap (the policy's, read in the same
-# statement, unless the caller passes one). ON CONFLICT DO UPDATE locks the row and
-# evaluates its WHERE against the latest committed version, exactly like the conditional
-# UPDATE it replaces; a first reservation racing another's INSERT waits for it and
-# then takes the DO UPDATE branch.
+# One statement, in autocommit:
+# - `job` locks the job's row if this attempt still holds it. The attempt's reservations all
+#   go to one day, that of its first (a pair's judges reserve one after another, perhaps
+#   across midnight), so the row records one amount and one day.
+# - `ledger` creates the day's row or adds to it, in both cases only if spent + reserved +
+#   amount still fits under the cap (the policy's, unless the caller passes one). ON CONFLICT
+#   DO UPDATE locks the row and evaluates its WHERE against the latest committed version,
+#   exactly like a conditional UPDATE; a first reservation racing another's INSERT waits
+#   for it and then takes the DO UPDATE branch.
+# - `held` records the reservation on the job's row.
+# Rows are locked job first, ledger second, as every statement here does.
 _RESERVE = """
-INSERT INTO shadow_budgetday AS b (application_id, day, reserved_usd, shadow_spent_usd, judge_spent_usd, calls, refused)
-SELECT %(app)s, %(day)s, %(amount)s, 0, 0, 1, 0
-FROM (SELECT coalesce(%(cap)s::numeric,
-                      (SELECT daily_budget_usd FROM shadow_samplingpolicy WHERE application_id = %(app)s),
-                      %(default_cap)s) AS cap) AS p
-WHERE %(amount)s <= p.cap
-ON CONFLICT (application_id, day) DO UPDATE
-SET reserved_usd = b.reserved_usd + EXCLUDED.reserved_usd, calls = b.calls + 1
-WHERE b.shadow_spent_usd + b.judge_spent_usd + b.reserved_usd + EXCLUDED.reserved_usd <= coalesce(
-    %(cap)s::numeric,
-    (SELECT daily_budget_usd FROM shadow_samplingpolicy WHERE application_id = %(app)s),
-    %(default_cap)s)
-RETURNING 1
+WITH job AS (
+    SELECT CASE WHEN {held} > 0 THEN {held_day} ELSE %(day)s::date END AS day
+    FROM shadow_shadowsample
+    WHERE id = %(sample)s AND {status} = 'running' AND {attempts} = %(attempt)s
+    FOR UPDATE
+), cap AS (
+    SELECT coalesce(%(cap)s::numeric,
+                    (SELECT daily_budget_usd FROM shadow_samplingpolicy WHERE application_id = %(app)s),
+                    %(default_cap)s) AS usd
+), ledger AS (
+    INSERT INTO shadow_budgetday AS b (
+        application_id, day, reserved_usd, shadow_spent_usd, judge_spent_usd, calls, refused
+    )
+    SELECT %(app)s, job.day, %(amount)s, 0, 0, 1, 0 FROM job, cap WHERE %(amount)s <= cap.usd
+    ON CONFLICT (application_id, day) DO UPDATE
+    SET reserved_usd = b.reserved_usd + EXCLUDED.reserved_usd, calls = b.calls + 1
+    WHERE b.shadow_spent_usd + b.judge_spent_usd + b.reserved_usd + EXCLUDED.reserved_usd <= (SELECT usd FROM cap)
+    RETURNING b.day
+), held AS (
+    UPDATE shadow_shadowsample s SET {held} = s.{held} + %(amount)s, {held_day} = ledger.day
+    FROM ledger WHERE s.id = %(sample)s
+)
+SELECT EXISTS (SELECT 1 FROM job), (SELECT day FROM ledger)
 """
 
 _REFUSED = """
@@ -75,57 +132,95 @@ ON CONFLICT (application_id, day) DO UPDATE SET refused = b.refused + 1
 """
 
 
-def budget_reserve(*, application_id: int, amount: float | Decimal, cap: Decimal | None = None) -> Reservation | None:
-    """Reserve `amount` (the call's maximum cost) under today's cap; None when it does not fit.
-    One round trip when it fits; the lock on the day's row is held for that statement only."""
+def budget_reserve(
+    *, application_id: int, amount: float | Decimal, kind: str, sample_id: int, attempt: int, cap: Decimal | None = None
+) -> Reservation | None:
+    """Reserve `amount` (the call's maximum cost) under today's cap for the job's attempt;
+    None when it does not fit, JobLost when the attempt no longer holds the job.
+    One round trip when it fits; the locks are held for that statement only."""
     day = timezone.now().date()
     amount = _money(amount)
     default_cap = SamplingPolicy._meta.get_field("daily_budget_usd").default
-    params = {"app": application_id, "day": day, "amount": amount, "cap": cap, "default_cap": default_cap}
+    params = {
+        "app": application_id,
+        "day": day,
+        "amount": amount,
+        "cap": cap,
+        "default_cap": default_cap,
+        "sample": sample_id,
+        "attempt": attempt,
+    }
     with connection.cursor() as cursor:
-        cursor.execute(_RESERVE, params)
-        if cursor.fetchone() is not None:
-            return Reservation(application_id, day, amount)
+        cursor.execute(_RESERVE.format(**_COLUMNS[kind]), params)
+        ours, reserved_on = cursor.fetchone()
+        if not ours:
+            raise JobLost(f"{kind} job of sample {sample_id}: attempt {attempt} was taken over")
+        if reserved_on is not None:
+            return Reservation(application_id, reserved_on, amount, kind, sample_id, attempt)
         cursor.execute(_REFUSED, params)
     return None
 
 
-_SETTLE = """
-UPDATE shadow_budgetday
-SET reserved_usd = GREATEST(reserved_usd - %(reserved)s, 0), {column} = {column} + %(actual)s
-WHERE application_id = %(app)s AND day = %(day)s
-"""
-_COLUMNS = {KIND_SHADOW: "shadow_spent_usd", KIND_JUDGE: "judge_spent_usd"}
+# Settling, as CTEs of one statement: `held` takes the reservation off the job's row if the
+# attempt still holds the job; `settle` books the actual cost and releases the reservation
+# only if `held` (or the caller's own fence) did. Otherwise the claim that took the job over
+# has released it already. GREATEST only keeps the CHECK (reserved_usd >= 0) from failing a
+# statement if the ledger was edited by hand: correctness rests on the fence, not on it.
+_HELD = """held AS (
+    UPDATE shadow_shadowsample SET {held} = {held} - %(reserved)s
+    WHERE id = %(sample)s AND {status} = 'running' AND {attempts} = %(attempt)s
+    RETURNING 1
+)"""
+_SETTLE = """settle AS (
+    UPDATE shadow_budgetday
+    SET reserved_usd = GREATEST(reserved_usd - CASE WHEN EXISTS (SELECT 1 FROM {fence}) THEN %(reserved)s ELSE 0 END, 0),
+        {spent} = {spent} + %(actual)s
+    WHERE application_id = %(app)s AND day = %(day)s
+)"""
 
 
-def settle_statement(*, reservation: Reservation, actual: float | Decimal, kind: str) -> tuple[str, dict]:
-    """`budget_settle` as SQL and parameters, for a caller that runs it as a CTE of its own
+def settle_statement(*, reservation: Reservation, actual: float | Decimal, fence: str = "") -> tuple[str, dict]:
+    """`budget_settle` as CTEs (`held AS (…), settle AS (…)`) for the WITH of a caller's own
     finishing statement (one round trip for settle + result). Parameter names are prefixed
-    `settle_` so they cannot clash with the caller's."""
-    column = _COLUMNS[kind]
-    sql = _SETTLE.format(column=column).replace("%(", "%(settle_")
+    `settle_` so they cannot clash with the caller's.
+
+    A caller whose statement already ends the attempt with an UPDATE of the job's row (a
+    row can be updated only once per statement) names that CTE as `fence` and gets the
+    `settle` CTE alone: the fence must check the attempt, clear the row's reservation and
+    return a row only when it did."""
+    columns = _COLUMNS[reservation.kind]
+    ctes = [_SETTLE.format(fence=fence or "held", **columns)]
+    if not fence:
+        ctes.insert(0, _HELD.format(**columns))
+    sql = ", ".join(ctes).replace("%(", "%(settle_")
     params = {
         "settle_reserved": reservation.amount,
         "settle_actual": _money(actual),
         "settle_app": reservation.application_id,
         "settle_day": reservation.day,
+        "settle_sample": reservation.sample_id,
+        "settle_attempt": reservation.attempt,
     }
     return sql, params
 
 
-def budget_settle(*, reservation: Reservation, actual: float | Decimal, kind: str) -> None:
-    """Release the reservation and book the actual cost (0 for a call that failed)."""
-    column = _COLUMNS[kind]
+def budget_settle(*, reservation: Reservation, actual: float | Decimal) -> None:
+    """Release the reservation (if its attempt still holds the job) and book the actual
+    cost (0 for a call that failed)."""
+    sql, params = settle_statement(reservation=reservation, actual=actual)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _SETTLE.format(column=column),
-            {
-                "reserved": reservation.amount,
-                "actual": _money(actual),
-                "app": reservation.application_id,
-                "day": reservation.day,
-            },
-        )
+        cursor.execute(f"WITH {sql} SELECT 1", params)
+
+
+# For a claim statement (outbox.py) that starts new attempts: release from the ledger what
+# the claimed rows' previous attempts still held. Expects a CTE `prior(application_id, day,
+# usd)` of the rows as they were before the claim (the claim zeroes their records). Rows
+# holding nothing touch no ledger row, so a normal claim costs nothing more.
+RELEASE_PRIOR_SQL = """
+UPDATE shadow_budgetday b SET reserved_usd = GREATEST(b.reserved_usd - r.usd, 0)
+FROM (SELECT application_id, day, sum(usd) AS usd FROM prior WHERE usd > 0 GROUP BY application_id, day) r
+WHERE b.application_id = r.application_id AND b.day = r.day
+"""
 
 
 def call_cost_max(endpoint, messages: list[dict], max_tokens: int) -> float:

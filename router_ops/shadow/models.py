@@ -121,11 +121,18 @@ class ShadowSample(models.Model):
     lease_at = models.DateTimeField(null=True, blank=True, help_text="When the job was last enqueued or claimed")
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="", db_default="")
+    # The budget the current attempt holds (budget.py): a claim that takes the job over
+    # releases it from that day's ledger. The day means something only while the amount is > 0.
+    shadow_reserved_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0, db_default=0)
+    shadow_reserved_day = models.DateField(null=True, blank=True)
 
     judge_status = models.CharField(max_length=16, choices=JUDGE_STATUSES, blank=True, default="", db_default="")
     judge_attempts = models.PositiveIntegerField(default=0, db_default=0)
     judge_lease_at = models.DateTimeField(null=True, blank=True)
     judge_error = models.TextField(blank=True, default="", db_default="")
+    # The sum of the reservations of the judge attempt's LLM judges, all on one day.
+    judge_reserved_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0, db_default=0)
+    judge_reserved_day = models.DateField(null=True, blank=True)
     # The pair's verdict, from the first judge that decided it (denormalised for rollups).
     verdict = models.CharField(max_length=16, choices=VERDICTS, blank=True, default="", db_default="")
     materially_disagree = models.BooleanField(null=True, blank=True)
@@ -201,7 +208,8 @@ class BudgetDay(models.Model):
 
     `reserved_usd` holds the maximum cost of calls in flight; a call starts only if
     a conditional UPDATE can reserve it under the cap (budget.py), so concurrent
-    workers cannot overspend.
+    workers cannot overspend. A killed worker's reservations stay until its jobs'
+    leases go stale and they are claimed again.
     """
 
     application = models.ForeignKey(Application, on_delete=models.CASCADE, related_name="+")

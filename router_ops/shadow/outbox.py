@@ -10,7 +10,8 @@ delay a job but never lose or duplicate it:
   broker outage leaves the row enqueued; its lease expires and it is sent again.
 - `shadow_claims_load` / `judge_claims_load` let exactly one delivery run a job, and
   hand out a fencing number (the attempt) that the finishing UPDATE checks: a delivery
-  that lost its lease cannot overwrite the work of the one that took it over.
+  that lost its lease cannot overwrite the work of the one that took it over. The claim
+  also releases the budget the attempt it ends still held (see budget.py).
 
 Messages carry a batch of sample ids (up to SHADOW_TASK_BATCH): one task runs the
 batch's provider calls concurrently on an event loop, so Celery's cost per message is
@@ -28,6 +29,7 @@ import orjson
 from django.conf import settings
 from django.db import connection, transaction
 
+from router_ops.shadow import budget
 from router_ops.shadow.selectors import FINGERPRINT_ENDPOINTS_SQL, FINGERPRINT_JUDGES_SQL
 
 logger = logging.getLogger(__name__)
@@ -176,18 +178,25 @@ def relay_nudge() -> None:
 # the application's configuration (selectors.pipeline_config). Rows are locked in id
 # order, so two deliveries of overlapping batches queue instead of deadlocking; a row
 # done, failed, or running elsewhere under a live lease is simply not returned.
+#
+# A claim ends the row's previous attempt, if any: the budget that attempt still holds (a
+# worker killed mid-call, recorded on the row by budget.py) is released in the same
+# statement. Every path on which an attempt gives the job back (retry, failure) settles
+# first, so what is left is exactly what a dead or superseded attempt held. The rows
+# `prior` reads are locked, so they are their latest versions.
 
 _SHADOW_CLAIM_LOAD = f"""
-WITH c AS (
-    UPDATE shadow_shadowsample SET status = 'running', attempts = attempts + 1, lease_at = now()
-    WHERE id IN (
-        SELECT id FROM shadow_shadowsample
-        WHERE id = ANY(%(ids)s) AND (status IN ('pending', 'enqueued')
-              OR (status = 'running' AND lease_at < now() - make_interval(secs => %(lease)s)))
-        ORDER BY id FOR UPDATE
-    )
-    RETURNING id, attempts, application_id, decision_id, shadow_tier
-)
+WITH prior AS (
+    SELECT id, application_id, shadow_reserved_usd AS usd, shadow_reserved_day AS day FROM shadow_shadowsample
+    WHERE id = ANY(%(ids)s) AND (status IN ('pending', 'enqueued')
+          OR (status = 'running' AND lease_at < now() - make_interval(secs => %(lease)s)))
+    ORDER BY id FOR UPDATE
+), c AS (
+    UPDATE shadow_shadowsample s
+    SET status = 'running', attempts = s.attempts + 1, lease_at = now(), shadow_reserved_usd = 0
+    FROM prior WHERE s.id = prior.id
+    RETURNING s.id, s.attempts, s.application_id, s.decision_id, s.shadow_tier
+), released AS ({budget.RELEASE_PRIOR_SQL})
 SELECT c.id, c.attempts, c.application_id, c.shadow_tier, d.prompt, d.messages::text,
        {FINGERPRINT_ENDPOINTS_SQL}
 FROM c JOIN ingest_decision d ON d.id = c.decision_id
@@ -195,17 +204,18 @@ ORDER BY c.id
 """  # noqa: S608 (module constants only)
 
 _JUDGE_CLAIM_LOAD = f"""
-WITH c AS (
-    UPDATE shadow_shadowsample
-    SET judge_status = 'running', judge_attempts = judge_attempts + 1, judge_lease_at = now()
-    WHERE id IN (
-        SELECT id FROM shadow_shadowsample
-        WHERE id = ANY(%(ids)s) AND (judge_status IN ('pending', 'enqueued')
-              OR (judge_status = 'running' AND judge_lease_at < now() - make_interval(secs => %(lease)s)))
-        ORDER BY id FOR UPDATE
-    )
-    RETURNING id, judge_attempts, application_id, decision_id
-)
+WITH prior AS (
+    SELECT id, application_id, judge_reserved_usd AS usd, judge_reserved_day AS day FROM shadow_shadowsample
+    WHERE id = ANY(%(ids)s) AND (judge_status IN ('pending', 'enqueued')
+          OR (judge_status = 'running' AND judge_lease_at < now() - make_interval(secs => %(lease)s)))
+    ORDER BY id FOR UPDATE
+), c AS (
+    UPDATE shadow_shadowsample s
+    SET judge_status = 'running', judge_attempts = s.judge_attempts + 1, judge_lease_at = now(),
+        judge_reserved_usd = 0
+    FROM prior WHERE s.id = prior.id
+    RETURNING s.id, s.judge_attempts, s.application_id, s.decision_id
+), released AS ({budget.RELEASE_PRIOR_SQL})
 SELECT c.id, c.judge_attempts, c.application_id, c.decision_id, d.prompt, d.messages::text, d.response,
        d.attributes::text, r.id IS NOT NULL, r.response,
        EXISTS (SELECT 1 FROM judging_judgment j WHERE j.sample_id = c.id),

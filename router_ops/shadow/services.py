@@ -311,11 +311,15 @@ class _ShadowJob:
     reservation: budget.Reservation
 
 
+# `won` ends the attempt, fenced by its number, and clears the reservation recorded on the
+# row; `settle` (budget.settle_statement, fenced by `won`) books the cost and releases the
+# reservation only if `won` did. A run that lost its lease books its cost and releases
+# nothing: the claim that took the job over has released its reservation already.
 _SHADOW_FINISH = """
-WITH settle AS ({settle}),
-won AS (
+WITH won AS (
     UPDATE shadow_shadowsample
-    SET status = 'done', finished_at = now(), error = '', judge_status = 'enqueued', judge_lease_at = now()
+    SET status = 'done', finished_at = now(), error = '', judge_status = 'enqueued', judge_lease_at = now(),
+        shadow_reserved_usd = 0
     WHERE id = %(id)s AND status = 'running' AND attempts = %(attempt)s
     RETURNING id
 ), run AS (
@@ -326,14 +330,15 @@ won AS (
     SELECT won.id, %(endpoint)s, %(model)s, %(response)s, %(prompt_tokens)s, %(completion_tokens)s, %(cost)s,
            %(latency_ms)s, %(attempts)s, now()
     FROM won
-)
+), {settle}
 SELECT count(*) FROM won
 """
 
 
 def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int) -> _ShadowJob | ShadowOutcome:
     """Find the shadow tier's endpoint and the prompt, reserve the call's maximum cost;
-    a job that cannot run is marked failed with the reason."""
+    a job that cannot run is marked failed with the reason, one taken over meanwhile
+    (its lease went stale) is "superseded"."""
     config = selectors.pipeline_config(application_id=claim.application_id, fingerprint=claim.fingerprint)
     endpoint = config.endpoints_by_tier.get(claim.shadow_tier)
     messages = decision_messages(claim)
@@ -344,7 +349,16 @@ def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int) -> _ShadowJob |
         reason = "the decision has no prompt or messages (redacted or never sent): nothing to mirror"
     else:
         amount = budget.call_cost_max(endpoint, messages, max_tokens)
-        reservation = budget.budget_reserve(application_id=claim.application_id, amount=amount)
+        try:
+            reservation = budget.budget_reserve(
+                application_id=claim.application_id,
+                amount=amount,
+                kind=budget.KIND_SHADOW,
+                sample_id=claim.sample_id,
+                attempt=claim.attempt,
+            )
+        except budget.JobLost:
+            return ShadowOutcome("superseded", attempt=claim.attempt)
         reason = "budget: the application's daily shadow budget is spent"
     if reservation is None:
         _sample_fail(claim.sample_id, claim.attempt, reason)
@@ -357,15 +371,13 @@ def _shadow_job_close(job: _ShadowJob, result, redact, max_attempts: int) -> Sha
     its judge job enqueued and store the ShadowRun, in one statement fenced by the attempt."""
     sample_id, attempt = job.claim.sample_id, job.claim.attempt
     if isinstance(result, ProviderError):
-        budget.budget_settle(reservation=job.reservation, actual=0, kind=budget.KIND_SHADOW)
+        budget.budget_settle(reservation=job.reservation, actual=0)
         if result.retryable and attempt < max_attempts:
             _sample_release(sample_id, attempt, result.reason)
             return ShadowOutcome("retry", result.reason, attempt, result.retry_after)
         _sample_fail(sample_id, attempt, f"provider: {result.reason}")
         return ShadowOutcome("failed", result.reason, attempt)
-    settle_sql, params = budget.settle_statement(
-        reservation=job.reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW
-    )
+    settle_sql, params = budget.settle_statement(reservation=job.reservation, actual=result.cost_usd, fence="won")
     params.update(
         id=sample_id,
         attempt=attempt,
@@ -383,7 +395,7 @@ def _shadow_job_close(job: _ShadowJob, result, redact, max_attempts: int) -> Sha
             cursor.execute(_SHADOW_FINISH.format(settle=settle_sql), params)
             won = cursor.fetchone()[0]
     except BaseException:  # the statement rolled back, settle included: settle alone
-        budget.budget_settle(reservation=job.reservation, actual=result.cost_usd, kind=budget.KIND_SHADOW)
+        budget.budget_settle(reservation=job.reservation, actual=result.cost_usd)
         raise
     if not won:  # our lease expired and another delivery took the job over
         return ShadowOutcome("superseded", attempt=attempt)
@@ -394,10 +406,12 @@ def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
     """Run a batch of shadow jobs: each decision's prompt on the other tier's model.
 
     1. Claim the rows (pending/enqueued, or running with a stale lease) → running, and
-       load their prompts, in one statement; a done or failed row, or one running
+       load their prompts, in one statement that also releases the budget a previous
+       attempt still held (a killed worker's); a done or failed row, or one running
        elsewhere, is "skipped".
     2. Per job: the shadow tier's endpoint, the prompt, a reservation of the call's
-       maximum cost under the daily budget (refused → failed "budget: …").
+       maximum cost under the daily budget, recorded on the row (refused → failed
+       "budget: …").
     3. All the calls at once on this thread's event loop (the adapter retries quickly
        and honours the endpoint's concurrency limit).
     4. Per job, one statement: settle the budget, mark the row done with its judge job
@@ -432,7 +446,7 @@ def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
             raise unexpected
     except BaseException:
         for job in jobs:
-            budget.budget_settle(reservation=job.reservation, actual=0, kind=budget.KIND_SHADOW)
+            budget.budget_settle(reservation=job.reservation, actual=0)
         raise
     redactors = {app_id: text_redactor(app_id) for app_id in {job.claim.application_id for job in jobs}}
     for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
@@ -442,7 +456,7 @@ def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
             )
         except BaseException:
             for later in jobs[index + 1 :]:
-                budget.budget_settle(reservation=later.reservation, actual=0, kind=budget.KIND_SHADOW)
+                budget.budget_settle(reservation=later.reservation, actual=0)
             raise
     done = [sample_id for sample_id, outcome in outcomes.items() if outcome.status == "done"]
     if done:

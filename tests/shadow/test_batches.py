@@ -33,6 +33,7 @@ def pairs(owner, sim):
 def budget_settled(wasted_judge_usd=0) -> None:
     day = BudgetDay.objects.get()
     assert day.reserved_usd == 0
+    assert set(ShadowSample.objects.values_list("shadow_reserved_usd", "judge_reserved_usd")) == {(0, 0)}
     assert day.shadow_spent_usd == sum(r.cost_usd for r in ShadowRun.objects.all())
     assert day.judge_spent_usd == sum(j.cost_usd for j in Judgment.objects.all()) + wasted_judge_usd
 

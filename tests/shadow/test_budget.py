@@ -1,26 +1,79 @@
-"""The daily budget under concurrency: threads with their own database connections race
-to reserve against a real Postgres row."""
+"""The daily budget against a real Postgres row: threads with their own database
+connections race to reserve, and a reservation whose worker died comes back when its
+job is claimed again."""
 
 from __future__ import annotations
 
 import random
 import threading
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
-from router_ops.shadow import budget
-from router_ops.shadow.models import BudgetDay
-from tests.shadow.conftest import policy_set
+from router_ops.judging import services as judging_services
+from router_ops.judging.models import Judgment
+from router_ops.shadow import budget, outbox
+from router_ops.shadow import services as shadow_services
+from router_ops.shadow.models import BudgetDay, ShadowRun, ShadowSample
+from router_ops.shadow.providers import ChatResult
+from tests.shadow.conftest import endpoints_create, ingest_and_sample, judges_create, policy_set, sim_decisions
 
 CALL_MAX = Decimal("0.0110")
+MAX_TOKENS = 1024
+
+
+def running_jobs(application, count: int) -> list[int]:
+    """`count` shadow jobs held by their first attempt, as a task holds them after its claim."""
+    ingest_and_sample(application, sim_decisions(count))
+    ShadowSample.objects.update(status="running", attempts=1, lease_at=timezone.now())
+    return list(ShadowSample.objects.order_by("id").values_list("id", flat=True))
+
+
+def reserve(app_id: int, sample_id: int, amount: Decimal = CALL_MAX, attempt: int = 1):
+    return budget.budget_reserve(
+        application_id=app_id, amount=amount, kind=budget.KIND_SHADOW, sample_id=sample_id, attempt=attempt
+    )
+
+
+def leases_expire(ids: list[int], *, judge: bool = False) -> None:
+    """The worker holding these jobs died a while ago (SHADOW_LEASE_S is 1 s in these tests)."""
+    column = "judge_lease_at" if judge else "lease_at"
+    ShadowSample.objects.filter(pk__in=ids).update(**{column: timezone.now() - timedelta(minutes=1)})
+
+
+def recorded(kind: str, ids) -> dict[int, Decimal]:
+    """What each job's current attempt holds, as its row records it."""
+    return dict(ShadowSample.objects.filter(pk__in=ids).values_list("id", f"{kind}_reserved_usd"))
+
+
+def reserved_usd() -> Decimal:
+    return BudgetDay.objects.get().reserved_usd
+
+
+@pytest.fixture
+def shadow_jobs(owner, sim, settings):
+    """Two sampled decisions of an application whose endpoints answer over HTTP."""
+    settings.SHADOW_LEASE_S = 1
+    _, base_url = sim
+    endpoints_create(owner.application, base_url)
+    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
+    ingest_and_sample(owner.application, sim_decisions(2))
+    return list(ShadowSample.objects.order_by("id").values_list("id", flat=True))
+
+
+def shadow_jobs_open(ids: list[int]) -> list:
+    """A worker claims the jobs and reserves their calls (then, in these tests, dies)."""
+    return [shadow_services._shadow_job_open(claim, MAX_TOKENS) for claim in outbox.shadow_claims_load(sample_ids=ids)]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_workers_never_overspend_the_cap(owner):
-    policy_set(owner.application, daily_budget_usd=Decimal("1.00"))
+    policy_set(owner.application, daily_budget_usd=Decimal("1.00"), base_rate=1.0, reverse_rate=1.0)
     app_id = owner.application.id
+    jobs = running_jobs(owner.application, 16)
     made = []
     lock = threading.Lock()
     barrier = threading.Barrier(16)
@@ -30,11 +83,11 @@ def test_concurrent_workers_never_overspend_the_cap(owner):
         barrier.wait()
         try:
             while True:
-                reservation = budget.budget_reserve(application_id=app_id, amount=CALL_MAX)
+                reservation = reserve(app_id, jobs[seed])
                 if reservation is None:
                     return
                 actual = CALL_MAX * Decimal(str(rng.uniform(0.4, 1.0)))
-                budget.budget_settle(reservation=reservation, actual=actual, kind=budget.KIND_SHADOW)
+                budget.budget_settle(reservation=reservation, actual=actual)
                 with lock:
                     made.append(actual)
         finally:
@@ -47,6 +100,7 @@ def test_concurrent_workers_never_overspend_the_cap(owner):
         t.join()
     day = BudgetDay.objects.get(application=owner.application)
     assert day.reserved_usd == 0
+    assert set(recorded("shadow", jobs).values()) == {0}
     assert day.shadow_spent_usd == pytest.approx(sum(made), abs=Decimal("0.0000001") * len(made))
     assert day.shadow_spent_usd <= Decimal("1.00")  # calls cost at most what they reserved
     assert day.shadow_spent_usd > Decimal("1.00") - 16 * CALL_MAX  # and the budget was used
@@ -56,16 +110,126 @@ def test_concurrent_workers_never_overspend_the_cap(owner):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_call_costing_more_than_reserved_overshoots_by_less_than_one_call(owner):
-    policy_set(owner.application, daily_budget_usd=Decimal("0.10"))
+    policy_set(owner.application, daily_budget_usd=Decimal("0.10"), base_rate=1.0, reverse_rate=1.0)
     app_id = owner.application.id
+    (job,) = running_jobs(owner.application, 1)
     reservations = []
-    while (r := budget.budget_reserve(application_id=app_id, amount=CALL_MAX)) is not None:
+    while (r := reserve(app_id, job)) is not None:
         reservations.append(r)
     assert len(reservations) == 9  # 9 × 0.011 = 0.099 ≤ 0.10 < 10 × 0.011
     for r in reservations[:-1]:
-        budget.budget_settle(reservation=r, actual=CALL_MAX, kind=budget.KIND_SHADOW)
-    budget.budget_settle(reservation=reservations[-1], actual=CALL_MAX * 2, kind=budget.KIND_JUDGE)
+        budget.budget_settle(reservation=r, actual=CALL_MAX)
+    budget.budget_settle(reservation=reservations[-1], actual=CALL_MAX * 2)
     day = BudgetDay.objects.get(application=owner.application)
     assert day.spent_usd == Decimal("0.11")
     assert day.spent_usd - Decimal("0.10") < 2 * CALL_MAX
-    assert budget.budget_reserve(application_id=app_id, amount=Decimal("0.000001")) is None
+    assert reserve(app_id, job, Decimal("0.000001")) is None
+
+
+@pytest.mark.django_db
+def test_an_attempt_that_lost_its_job_reserves_nothing(owner):
+    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0)
+    (job,) = running_jobs(owner.application, 1)
+    ShadowSample.objects.filter(pk=job).update(attempts=2)  # another delivery took it over
+    with pytest.raises(budget.JobLost):
+        reserve(owner.application.id, job)
+    assert not BudgetDay.objects.exists()  # neither reserved nor counted as refused
+    assert recorded("shadow", [job]) == {job: 0}
+
+
+@pytest.mark.django_db
+def test_a_killed_shadow_jobs_reservation_comes_back_when_the_job_is_claimed_again(shadow_jobs):
+    first, second = shadow_jobs
+    held = {job.claim.sample_id: job.reservation.amount for job in shadow_jobs_open(shadow_jobs)}
+    assert reserved_usd() == sum(held.values()) > 0
+    assert recorded("shadow", shadow_jobs) == held
+
+    leases_expire([first])
+    (claim,) = outbox.shadow_claims_load(sample_ids=shadow_jobs)  # the second is still in flight
+    assert (claim.sample_id, claim.attempt) == (first, 2)
+    assert reserved_usd() == held[second]
+    assert recorded("shadow", shadow_jobs) == {first: 0, second: held[second]}
+
+    leases_expire(shadow_jobs)  # the new delivery died before reserving; then both run
+    outcomes = shadow_services.shadow_runs_execute(sample_ids=shadow_jobs)
+    assert {(o.status, o.attempt) for o in outcomes.values()} == {("done", 3), ("done", 2)}
+    day = BudgetDay.objects.get()
+    assert day.reserved_usd == 0
+    assert day.shadow_spent_usd == sum(ShadowRun.objects.values_list("cost_usd", flat=True))
+    assert recorded("shadow", shadow_jobs) == {first: 0, second: 0}
+
+
+@pytest.mark.django_db
+def test_an_attempt_finishing_after_a_takeover_books_its_cost_and_releases_nothing(shadow_jobs):
+    first, second = shadow_jobs
+    late, _ = shadow_jobs_open(shadow_jobs)
+    held_second = recorded("shadow", [second])[second]
+    leases_expire([first])
+    outbox.shadow_claims_load(sample_ids=[first])  # releases the first attempt's reservation
+
+    # That attempt was only slow: its answer arrives now.
+    answer = ChatResult(
+        "late", prompt_tokens=10, completion_tokens=5, latency_ms=1.0, cost_usd=0.0001, model="m", attempts=1
+    )
+    outcome = shadow_services._shadow_job_close(late, answer, redact=str, max_attempts=1)
+    assert outcome.status == "superseded"
+    day = BudgetDay.objects.get()
+    assert day.reserved_usd == held_second  # released once, by the claim: not held_second - held_first
+    assert day.shadow_spent_usd == Decimal("0.0001")  # the call was paid for
+    assert not ShadowRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_reservation_is_released_from_the_day_it_was_made_on(owner, settings):
+    settings.SHADOW_LEASE_S = 1
+    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
+    app_id = owner.application.id
+    old, other = running_jobs(owner.application, 2)
+    reserve(app_id, old)
+    yesterday = timezone.now().date() - timedelta(days=1)
+    # Made just before midnight: the ledger's row and the job's record are yesterday's.
+    BudgetDay.objects.update(day=yesterday)
+    ShadowSample.objects.filter(pk=old).update(shadow_reserved_day=yesterday)
+    assert reserve(app_id, old).day == yesterday  # the attempt's reservations stay on one day
+    assert reserve(app_id, other).day == timezone.now().date()
+
+    leases_expire([old])
+    outbox.shadow_claims_load(sample_ids=[old])
+    days = dict(BudgetDay.objects.values_list("day", "reserved_usd"))
+    assert days == {yesterday: 0, timezone.now().date(): CALL_MAX}
+
+
+@pytest.mark.django_db
+def test_a_killed_judge_jobs_reservation_comes_back_when_the_pair_is_claimed_again(owner, sim, settings):
+    settings.SHADOW_LEASE_S = 1
+    _, base_url = sim
+    eps = endpoints_create(owner.application, base_url)
+    judges_create(owner.application, eps["judge"])
+    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
+    ingest_and_sample(owner.application, sim_decisions(20))
+    pairs = list(ShadowSample.objects.order_by("id").values_list("id", flat=True))
+    shadow_services.shadow_runs_execute(sample_ids=pairs)
+    shadow_spent = BudgetDay.objects.get().shadow_spent_usd
+
+    # A worker claims the pairs, reserves their LLM judgments and dies.
+    opened = [judging_services._pair_job_open(claim) for claim in outbox.judge_claims_load(sample_ids=pairs)]
+    held = {job.claim.sample_id: sum(call.reservation.amount for call in job.calls) for job in opened if job.calls}
+    assert len(held) > 1
+    assert reserved_usd() == sum(held.values())
+    assert {k: v for k, v in recorded("judge", pairs).items() if v} == held
+
+    first = min(held)
+    leases_expire([first], judge=True)
+    (claim,) = outbox.judge_claims_load(sample_ids=pairs)
+    assert (claim.sample_id, claim.attempt) == (first, 2)
+    assert reserved_usd() == sum(held.values()) - held[first]
+    assert recorded("judge", [first]) == {first: 0}
+
+    leases_expire(pairs, judge=True)
+    outcomes = judging_services.pair_judges_execute(sample_ids=pairs)
+    assert {o.status for o in outcomes.values()} == {"done"}
+    day = BudgetDay.objects.get()
+    assert day.reserved_usd == 0
+    assert day.shadow_spent_usd == shadow_spent
+    assert day.judge_spent_usd == sum(Judgment.objects.values_list("cost_usd", flat=True))
+    assert set(recorded("judge", pairs).values()) == {0}

@@ -49,6 +49,7 @@ def test_it_samples_shadows_and_judges(owner, sim):
     assert all(j.cost_usd == 0 and j.verdict == "equivalent" for j in deterministic)
     day = BudgetDay.objects.get()
     assert day.reserved_usd == 0
+    assert set(ShadowSample.objects.values_list("shadow_reserved_usd", "judge_reserved_usd")) == {(0, 0)}
     assert day.shadow_spent_usd == sum(r.cost_usd for r in ShadowRun.objects.all())
     assert day.judge_spent_usd == sum(j.cost_usd for j in Judgment.objects.all())
     # A second delivery of either task is a no-op.
