@@ -270,7 +270,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBIL
 # Judge fan-out has its own queue, so a burst of judging never starves shadow calls.
 CELERY_TASK_ROUTES = {"judging.judge_pair": {"queue": "judge"}}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {}  # filled in router_ops/celery.py, the one place periodic work is listed
 
 # Shadow pipeline (router_ops/shadow): a job whose lease is older than SHADOW_LEASE_S is
 # sent again (keep it above the longest possible call); shadow answers are capped at
@@ -278,9 +278,9 @@ CELERY_BEAT_SCHEDULE: dict = {}
 SHADOW_LEASE_S = env_int("SHADOW_LEASE_S", 300, minimum=30)
 SHADOW_MAX_TOKENS = env_int("SHADOW_MAX_TOKENS", 2048, minimum=16)
 SHADOW_PROVIDER_ATTEMPTS = env_int("SHADOW_PROVIDER_ATTEMPTS", 4, minimum=1)
-SHADOW_TASK_MAX_RETRIES = env_int(
-    "SHADOW_TASK_MAX_RETRIES", 3, minimum=0
-)  # filled in router_ops/celery.py, the one place periodic work is listed
+SHADOW_TASK_MAX_RETRIES = env_int("SHADOW_TASK_MAX_RETRIES", 3, minimum=0)
+# Jobs per task message: a task runs its batch's provider calls together on one event loop.
+SHADOW_TASK_BATCH = env_int("SHADOW_TASK_BATCH", 20, minimum=1)
 
 LOGGING = {
     "version": 1,
