@@ -11,6 +11,9 @@ mkdir -p var/static
 $PY manage.py migrate --noinput -v0
 $PY manage.py createcachetable
 $PY manage.py bootstrap_demo --sim-url "http://127.0.0.1:${ROUTEROPS_SIM_PORT}/v1"
+# Where the demo traffic resumes (bootstrap_demo wrote it: after what an earlier run sent).
+ROUTEROPS_DEMO_START=$(cat var/demo_next_index)
+export ROUTEROPS_DEMO_START
 
 cat <<MSG
 

@@ -33,9 +33,17 @@ CANDIDATE_BULK_SCORE = 0.95
 _LATENCY_MS = {"cheap": (120.0, 1.5), "strong": (450.0, 9.0)}
 
 
+DEFAULT_SEED = 7
+
+
+def decision_id_prefix(seed: int) -> str:
+    return f"sim-s{seed}-"
+
+
 def decision_id_for(*, seed: int, index: int) -> str:
-    """The same id for the same (seed, index), so a rerun of the generator is a no-op on the server."""
-    return f"sim-s{seed}-{index:010d}"
+    """The same id for the same (seed, index), so a rerun of the generator is a no-op on the server.
+    Zero-padded, so ids sort as their indexes do."""
+    return f"{decision_id_prefix(seed)}{index:010d}"
 
 
 def candidate_score(request: SimRequest) -> float:

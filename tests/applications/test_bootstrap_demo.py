@@ -32,3 +32,22 @@ def test_it_builds_the_demo_world_once(tmp_path, settings):
     assert Segment.objects.filter(slug="enterprise-scripted-api").exists()
     assert Segment.objects.count() == 6 and Dimension.objects.count() == 5
     assert (tmp_path / "demo_admin_password").stat().st_mode & 0o077 == 0
+
+
+def test_demo_traffic_resumes_after_what_an_earlier_run_stored(tmp_path):
+    from django.utils import timezone
+
+    from router_ops.applications.models import Application
+    from router_ops.ingest.services import decision_ingest_batch
+    from router_ops.simulation.scenario import Scenario
+    from router_ops.simulation.traffic import DEFAULT_SEED, decisions_build
+
+    call_command("bootstrap_demo", "--var-dir", str(tmp_path), stdout=StringIO())
+    assert (tmp_path / "demo_next_index").read_text() == "0\n"
+    application = Application.objects.get(slug="demo")
+    items = decisions_build(Scenario(seed=DEFAULT_SEED), start_index=0, count=120, occurred_at=timezone.now())
+    decision_ingest_batch(application=application, items=items)
+    out = StringIO()
+    call_command("bootstrap_demo", "--var-dir", str(tmp_path), stdout=out)
+    assert (tmp_path / "demo_next_index").read_text() == "120\n"  # 119 is the last stored
+    assert "Demo traffic starts at scenario request 120" in out.getvalue()

@@ -15,6 +15,8 @@ from django.core.management.base import BaseCommand
 from router_ops.applications.keys import key_matches, key_prefix
 from router_ops.applications.models import ApiKey, Membership, ModelEndpoint
 from router_ops.applications.services import api_key_create, application_create, membership_set
+from router_ops.ingest.models import Decision
+from router_ops.simulation.traffic import DEFAULT_SEED, decision_id_prefix
 
 VAR = Path(settings.BASE_DIR) / "var"
 
@@ -146,5 +148,18 @@ class Command(BaseCommand):
             key_file.chmod(0o600)
         key = key_file.read_text().strip()
 
+        # Demo traffic resumes after the last scenario decision stored: the generator's ids
+        # are deterministic, so starting again from 0 would send only duplicates.
+        prefix = decision_id_prefix(DEFAULT_SEED)
+        last = (
+            Decision.objects.filter(application=application, decision_id__startswith=prefix)
+            .order_by("-decision_id")
+            .values_list("decision_id", flat=True)
+            .first()
+        )
+        next_index = int(last.removeprefix(prefix)) + 1 if last else 0
+        (var / "demo_next_index").write_text(f"{next_index}\n")
+
         self.stdout.write(f"Demo admin user: {username}  password: {password}")
         self.stdout.write(f"Demo application: {slug}  API key (scopes ingest,read,admin): {key}")
+        self.stdout.write(f"Demo traffic starts at scenario request {next_index}")

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from router_ops.simulation.scenario import Scenario
-from router_ops.simulation.traffic import decision_build
+from router_ops.simulation.traffic import DEFAULT_SEED, decision_build
 from routerops_client import IngestSummary, RouterOpsClient, RouterOpsError, RouterOpsTransportError
 
 # At demo rates a full batch takes a while to fill; the dashboard should not lag by more than this.
@@ -76,7 +76,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--rate", type=float, default=20.0, help="decisions per second; 0 = as fast as possible")
         parser.add_argument("--count", type=int, help="stop after this many decisions (default: run until Ctrl-C)")
-        parser.add_argument("--seed", type=int, default=7, help="scenario seed: the same seed sends the same decisions")
+        parser.add_argument(
+            "--seed", type=int, default=DEFAULT_SEED, help="scenario seed: the same seed sends the same decisions"
+        )
         parser.add_argument("--start-index", type=int, default=0, help="index of the first scenario request")
         parser.add_argument("--threshold", type=float, default=0.5, help="router threshold: strong when score >= it")
         parser.add_argument("--router-version", default="v1", help="the primary (served) router version")
