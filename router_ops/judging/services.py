@@ -21,6 +21,7 @@ from router_ops.shadow import selectors as shadow_selectors
 from router_ops.shadow.models import ShadowSample
 from router_ops.shadow.providers import ProviderError, achat_complete, run_concurrently
 from router_ops.shadow.selectors import PipelineConfig
+from router_ops.shadow.services import BUDGET_HELD, BUDGET_SPENT
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ JUDGE_MAX_TOKENS = 512
 
 
 class JudgeRetry(Exception):
-    """A transient provider failure of an LLM judge: the task should try again later."""
+    """A transient failure of an LLM judgment (the provider, or a budget held by calls in
+    flight): the task should try again later."""
 
     def __init__(self, reason: str, retry_after: float | None = None):
         super().__init__(reason)
@@ -200,10 +202,13 @@ def pairwise_judge_prepare(
     primary: str,
     shadow: str,
     config,
+    final_attempt: bool = True,
 ) -> PairwiseCall | JudgeResult:
     """Resolve the judge's model endpoint and rubric (from the pipeline config), build both
     orders' prompts and reserve the budget for the judge job's attempt; a JudgeResult with
-    the error when it cannot run. Raises budget.JobLost if the attempt lost the job."""
+    the error when it cannot run. Raises budget.JobLost if the attempt lost the job, and
+    JudgeRetry if the budget is only held by calls in flight (not spent) and this is not
+    the final attempt."""
     endpoint = config.endpoints_by_name.get(judge.model)
     rubric = config.prompts.get(judge.prompt_version)
     if endpoint is None:
@@ -216,7 +221,9 @@ def pairwise_judge_prepare(
         application_id=application_id, amount=worst, kind=budget.KIND_JUDGE, sample_id=sample_id, attempt=attempt
     )
     if reservation is None:
-        return JudgeResult(error="budget: the application's daily shadow budget is spent")
+        if not final_attempt and budget.budget_fits_when_settled(application_id=application_id, amount=worst):
+            raise JudgeRetry(BUDGET_HELD)
+        return JudgeResult(error=BUDGET_SPENT)
     return PairwiseCall(sample_id, judge, endpoint, messages, reservation)
 
 
@@ -392,7 +399,7 @@ def _finish_many(rows: list[tuple[int, int, str, bool | None, str]]) -> set[int]
     return {sample_id for sample_id, _ in won}
 
 
-def _pair_job_open(claim: outbox.JudgeClaim) -> _PairJob | str:
+def _pair_job_open(claim: outbox.JudgeClaim, max_attempts: int) -> _PairJob | str:
     """Deterministic judges first (the first that decides gives the verdict); otherwise
     prepare every active LLM judge's call and run the recorded judges. Judges that already
     judged the pair (an earlier delivery) are reused, as UNIQUE (sample, judge) guarantees.
@@ -440,7 +447,11 @@ def _pair_job_open(claim: outbox.JudgeClaim) -> _PairJob | str:
                     primary=primary,
                     shadow=shadow,
                     config=config,
+                    final_attempt=claim.attempt >= max_attempts,
                 )
+            except JudgeRetry as exc:  # the budget is only held by calls in flight: later
+                job.retry = exc
+                continue
             except budget.JobLost:
                 # The claim that took the pair over released what this attempt reserved;
                 # the finish, fenced by the attempt, will be a no-op ("superseded").
@@ -493,7 +504,7 @@ def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
     finishing: list[tuple[int, int, str, bool | None, str]] = []
     jobs: list[_PairJob] = []
     for claim in outbox.judge_claims_load(sample_ids=sample_ids):
-        opened = _pair_job_open(claim)
+        opened = _pair_job_open(claim, max_attempts)
         if isinstance(opened, str):
             finishing.append((claim.sample_id, claim.attempt, "", None, opened))
         else:

@@ -25,6 +25,10 @@ worker's reservation comes back when its lease goes stale and the job is claimed
 and an attempt that finishes after losing its lease books its cost without releasing
 again what the claim released. Its call was then not covered by a reservation, so the cap
 can be passed by that call's cost; the lease is longer than a run so that it does not happen.
+
+A refusal is final only when the budget is *spent*: while calls in flight hold it (a
+worst-case reservation is many times a real call's cost), `budget_fits_when_settled` says
+so and the job is retried later instead of failed.
 """
 
 from __future__ import annotations
@@ -159,6 +163,31 @@ def budget_reserve(
             return Reservation(application_id, reserved_on, amount, kind, sample_id, attempt)
         cursor.execute(_REFUSED, params)
     return None
+
+
+_FITS_WHEN_SETTLED = """
+SELECT coalesce((SELECT shadow_spent_usd + judge_spent_usd FROM shadow_budgetday
+                 WHERE application_id = %(app)s AND day = %(day)s), 0) + %(amount)s
+       <= coalesce(%(cap)s::numeric,
+                   (SELECT daily_budget_usd FROM shadow_samplingpolicy WHERE application_id = %(app)s),
+                   %(default_cap)s)
+"""
+
+
+def budget_fits_when_settled(*, application_id: int, amount: float | Decimal, cap: Decimal | None = None) -> bool:
+    """After a refusal: would `amount` fit under the cap beside what is really spent today,
+    i.e. is the budget only *held* by calls in flight (whose worst-case reservations are
+    many times their real cost)? Then the job should try again later rather than fail."""
+    params = {
+        "app": application_id,
+        "day": timezone.now().date(),
+        "amount": _money(amount),
+        "cap": cap,
+        "default_cap": SamplingPolicy._meta.get_field("daily_budget_usd").default,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_FITS_WHEN_SETTLED, params)
+        return bool(cursor.fetchone()[0])
 
 
 # Settling, as CTEs of one statement: `held` takes the reservation off the job's row if the

@@ -335,10 +335,15 @@ SELECT count(*) FROM won
 """
 
 
-def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int) -> _ShadowJob | ShadowOutcome:
+BUDGET_SPENT = "budget: the application's daily shadow budget is spent"
+BUDGET_HELD = "budget: held by calls in flight (their worst-case reservations); trying again later"
+
+
+def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int, max_attempts: int) -> _ShadowJob | ShadowOutcome:
     """Find the shadow tier's endpoint and the prompt, reserve the call's maximum cost;
     a job that cannot run is marked failed with the reason, one taken over meanwhile
-    (its lease went stale) is "superseded"."""
+    (its lease went stale) is "superseded". A refusal while the budget is only held by
+    calls in flight, not spent, is a "retry" while attempts remain."""
     config = selectors.pipeline_config(application_id=claim.application_id, fingerprint=claim.fingerprint)
     endpoint = config.endpoints_by_tier.get(claim.shadow_tier)
     messages = decision_messages(claim)
@@ -359,7 +364,14 @@ def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int) -> _ShadowJob |
             )
         except budget.JobLost:
             return ShadowOutcome("superseded", attempt=claim.attempt)
-        reason = "budget: the application's daily shadow budget is spent"
+        reason = BUDGET_SPENT
+        if (
+            reservation is None
+            and claim.attempt < max_attempts
+            and budget.budget_fits_when_settled(application_id=claim.application_id, amount=amount)
+        ):
+            _sample_release(claim.sample_id, claim.attempt, BUDGET_HELD)
+            return ShadowOutcome("retry", BUDGET_HELD, claim.attempt)
     if reservation is None:
         _sample_fail(claim.sample_id, claim.attempt, reason)
         return ShadowOutcome("failed", reason, claim.attempt)
@@ -410,8 +422,9 @@ def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
        attempt still held (a killed worker's); a done or failed row, or one running
        elsewhere, is "skipped".
     2. Per job: the shadow tier's endpoint, the prompt, a reservation of the call's
-       maximum cost under the daily budget, recorded on the row (refused → failed
-       "budget: …").
+       maximum cost under the daily budget, recorded on the row. Refused: "retry" if
+       only calls in flight hold the budget (what is spent leaves room) and attempts
+       remain, else failed "budget: …".
     3. All the calls at once on this thread's event loop (the adapter retries quickly
        and honours the endpoint's concurrency limit).
     4. Per job, one statement: settle the budget, mark the row done with its judge job
@@ -427,7 +440,7 @@ def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
     max_tokens = int(getattr(settings, "SHADOW_MAX_TOKENS", 1024))
     jobs: list[_ShadowJob] = []
     for claim in outbox.shadow_claims_load(sample_ids=sample_ids):
-        opened = _shadow_job_open(claim, max_tokens)
+        opened = _shadow_job_open(claim, max_tokens, max_attempts)
         if isinstance(opened, ShadowOutcome):
             outcomes[claim.sample_id] = opened
         else:

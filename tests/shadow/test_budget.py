@@ -7,9 +7,10 @@ from __future__ import annotations
 import random
 import threading
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
@@ -66,7 +67,10 @@ def shadow_jobs(owner, sim, settings):
 
 def shadow_jobs_open(ids: list[int]) -> list:
     """A worker claims the jobs and reserves their calls (then, in these tests, dies)."""
-    return [shadow_services._shadow_job_open(claim, MAX_TOKENS) for claim in outbox.shadow_claims_load(sample_ids=ids)]
+    return [
+        shadow_services._shadow_job_open(claim, MAX_TOKENS, max_attempts=1)
+        for claim in outbox.shadow_claims_load(sample_ids=ids)
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -212,7 +216,9 @@ def test_a_killed_judge_jobs_reservation_comes_back_when_the_pair_is_claimed_aga
     shadow_spent = BudgetDay.objects.get().shadow_spent_usd
 
     # A worker claims the pairs, reserves their LLM judgments and dies.
-    opened = [judging_services._pair_job_open(claim) for claim in outbox.judge_claims_load(sample_ids=pairs)]
+    opened = [
+        judging_services._pair_job_open(claim, max_attempts=1) for claim in outbox.judge_claims_load(sample_ids=pairs)
+    ]
     held = {job.claim.sample_id: sum(call.reservation.amount for call in job.calls) for job in opened if job.calls}
     assert len(held) > 1
     assert reserved_usd() == sum(held.values())
@@ -233,3 +239,83 @@ def test_a_killed_judge_jobs_reservation_comes_back_when_the_pair_is_claimed_aga
     assert day.shadow_spent_usd == shadow_spent
     assert day.judge_spent_usd == sum(Judgment.objects.values_list("cost_usd", flat=True))
     assert set(recorded("judge", pairs).values()) == {0}
+
+
+# -- a budget held by calls in flight is not a spent one ----------------------------------
+
+
+def cap_of(usd: Decimal) -> Decimal:
+    """A daily budget the policy accepts (4 decimal places), rounded up."""
+    return usd.quantize(Decimal("0.0001"), rounding=ROUND_CEILING)
+
+
+def worst_case(sample_id: int) -> Decimal:
+    """What a shadow run of the sample reserves (its endpoint's price × the prompt and SHADOW_MAX_TOKENS)."""
+    sample = ShadowSample.objects.select_related("decision").get(pk=sample_id)
+    endpoint = shadow_services.endpoint_for_tier(application_id=sample.application_id, tier=sample.shadow_tier)
+    messages = shadow_services.decision_messages(sample.decision)
+    return budget._money(budget.call_cost_max(endpoint, messages, django_settings.SHADOW_MAX_TOKENS))
+
+
+@pytest.mark.django_db
+def test_a_budget_held_by_calls_in_flight_makes_a_shadow_job_retry_not_fail(shadow_jobs, owner):
+    first, second = shadow_jobs
+    (in_flight,) = shadow_jobs_open([first])  # its worst case is reserved, nothing is spent
+    # Either call fits alone, not both: the second is refused while the first is in flight.
+    slack = Decimal("0.0001")  # for what the first call really costs
+    policy_set(
+        owner.application, daily_budget_usd=cap_of(max(in_flight.reservation.amount, worst_case(second)) + slack)
+    )
+    outcome = shadow_services.shadow_runs_execute(sample_ids=[second], max_attempts=3)[second]
+    assert (outcome.status, outcome.reason) == ("retry", shadow_services.BUDGET_HELD)
+    row = ShadowSample.objects.get(pk=second)
+    assert (row.status, row.error) == ("enqueued", shadow_services.BUDGET_HELD)
+    assert BudgetDay.objects.get().refused == 1
+
+    # The call in flight costs what calls really cost (far below its reservation): room again.
+    budget.budget_settle(reservation=in_flight.reservation, actual=slack / 2)
+    assert shadow_services.shadow_runs_execute(sample_ids=[second], max_attempts=3)[second].status == "done"
+
+
+@pytest.mark.django_db
+def test_a_spent_budget_fails_the_job_at_once_and_a_held_one_on_the_last_attempt(shadow_jobs, owner):
+    first, second = shadow_jobs
+    (in_flight,) = shadow_jobs_open([first])
+    cap = cap_of(max(in_flight.reservation.amount, worst_case(second)))
+    policy_set(owner.application, daily_budget_usd=cap)
+    outcome = shadow_services.shadow_runs_execute(sample_ids=[second], max_attempts=1)[second]
+    assert (outcome.status, outcome.reason) == ("failed", shadow_services.BUDGET_SPENT)  # no attempt left
+
+    ShadowSample.objects.filter(pk=second).update(status="pending", error="")
+    budget.budget_settle(reservation=in_flight.reservation, actual=cap)  # really spent now
+    outcome = shadow_services.shadow_runs_execute(sample_ids=[second], max_attempts=5)[second]
+    assert (outcome.status, outcome.reason) == ("failed", shadow_services.BUDGET_SPENT)
+
+
+@pytest.mark.django_db
+def test_a_budget_held_by_calls_in_flight_makes_a_judge_job_retry_not_fail(owner, sim, settings):
+    settings.SHADOW_LEASE_S = 1
+    _, base_url = sim
+    eps = endpoints_create(owner.application, base_url)
+    judges_create(owner.application, eps["judge"])
+    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
+    ingest_and_sample(owner.application, sim_decisions(20))
+    pairs = list(ShadowSample.objects.order_by("id").values_list("id", flat=True))
+    shadow_services.shadow_runs_execute(sample_ids=pairs)
+    opened = [judging_services._pair_job_open(c, max_attempts=1) for c in outbox.judge_claims_load(sample_ids=pairs)]
+    held = {job.claim.sample_id: sum(call.reservation.amount for call in job.calls) for job in opened if job.calls}
+    first = min(held)
+    others = sum(held.values()) - held[first]
+    assert others >= held[first]  # several pairs need the LLM judge, with similar worst cases
+    # Room for what is spent, the others' calls in flight, and half of the first pair's worst case.
+    policy_set(owner.application, daily_budget_usd=cap_of(BudgetDay.objects.get().spent_usd + others + held[first] / 2))
+
+    leases_expire([first], judge=True)
+    outcome = judging_services.pair_judges_execute(sample_ids=[first], max_attempts=3)[first]
+    assert (outcome.status, outcome.reason) == ("retry", shadow_services.BUDGET_HELD)
+    assert ShadowSample.objects.get(pk=first).judge_status == "enqueued"
+    assert not Judgment.objects.filter(sample_id=first).exists()
+
+    leases_expire(pairs, judge=True)
+    outbox.judge_claims_load(sample_ids=[p for p in held if p != first])  # the others' reservations come back
+    assert judging_services.pair_judges_execute(sample_ids=[first], max_attempts=3)[first].status == "done"
