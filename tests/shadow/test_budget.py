@@ -65,6 +65,20 @@ def shadow_jobs(owner, sim, settings):
     return list(ShadowSample.objects.order_by("id").values_list("id", flat=True))
 
 
+@pytest.fixture
+def shadowed_pairs(owner, sim, settings):
+    """20 sampled decisions, shadowed, with a normalised-match and a pairwise LLM judge: ready to judge."""
+    settings.SHADOW_LEASE_S = 1
+    _, base_url = sim
+    eps = endpoints_create(owner.application, base_url)
+    judges_create(owner.application, eps["judge"])
+    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
+    ingest_and_sample(owner.application, sim_decisions(20))
+    pairs = list(ShadowSample.objects.order_by("id").values_list("id", flat=True))
+    shadow_services.shadow_runs_execute(sample_ids=pairs)
+    return pairs
+
+
 def shadow_jobs_open(ids: list[int]) -> list:
     """A worker claims the jobs and reserves their calls (then, in these tests, dies)."""
     return [
@@ -204,15 +218,8 @@ def test_a_reservation_is_released_from_the_day_it_was_made_on(owner, settings):
 
 
 @pytest.mark.django_db
-def test_a_killed_judge_jobs_reservation_comes_back_when_the_pair_is_claimed_again(owner, sim, settings):
-    settings.SHADOW_LEASE_S = 1
-    _, base_url = sim
-    eps = endpoints_create(owner.application, base_url)
-    judges_create(owner.application, eps["judge"])
-    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
-    ingest_and_sample(owner.application, sim_decisions(20))
-    pairs = list(ShadowSample.objects.order_by("id").values_list("id", flat=True))
-    shadow_services.shadow_runs_execute(sample_ids=pairs)
+def test_a_killed_judge_jobs_reservation_comes_back_when_the_pair_is_claimed_again(shadowed_pairs):
+    pairs = shadowed_pairs
     shadow_spent = BudgetDay.objects.get().shadow_spent_usd
 
     # A worker claims the pairs, reserves their LLM judgments and dies.
@@ -293,15 +300,8 @@ def test_a_spent_budget_fails_the_job_at_once_and_a_held_one_on_the_last_attempt
 
 
 @pytest.mark.django_db
-def test_a_budget_held_by_calls_in_flight_makes_a_judge_job_retry_not_fail(owner, sim, settings):
-    settings.SHADOW_LEASE_S = 1
-    _, base_url = sim
-    eps = endpoints_create(owner.application, base_url)
-    judges_create(owner.application, eps["judge"])
-    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
-    ingest_and_sample(owner.application, sim_decisions(20))
-    pairs = list(ShadowSample.objects.order_by("id").values_list("id", flat=True))
-    shadow_services.shadow_runs_execute(sample_ids=pairs)
+def test_a_budget_held_by_calls_in_flight_makes_a_judge_job_retry_not_fail(shadowed_pairs, owner):
+    pairs = shadowed_pairs
     opened = [judging_services._pair_job_open(c, max_attempts=1) for c in outbox.judge_claims_load(sample_ids=pairs)]
     held = {job.claim.sample_id: sum(call.reservation.amount for call in job.calls) for job in opened if job.calls}
     first = min(held)
