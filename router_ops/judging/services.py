@@ -117,12 +117,6 @@ def judges_default_create(*, application: Application, judge_model: str | None =
     return judges
 
 
-def judges_ordered(*, application_id: int) -> list[Judge]:
-    """Active judges, deterministic ones first (they decide cheaply when they can)."""
-    judges = list(Judge.objects.filter(application_id=application_id, active=True).order_by("id"))
-    return sorted(judges, key=lambda j: (j.kind not in Judge.DETERMINISTIC, j.id))
-
-
 # -- one judge on one pair --------------------------------------------------------------
 
 
@@ -344,15 +338,6 @@ def _judgment_store(sample_id: int, application_id: int, judge: Judge, result: J
 # -- the judge job ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class JudgeOutcome:
-    status: str  # skipped | done | failed | superseded | retry
-    verdict: str = ""
-    reason: str = ""
-    attempt: int = 0
-    retry_after: float | None = None  # status "retry": the provider asked to wait this long
-
-
 @dataclass
 class _PairJob:
     """A claimed pair being judged: judgments so far (by judge id) and LLM calls to make."""
@@ -466,23 +451,7 @@ def _pair_job_open(claim: outbox.JudgeClaim, max_attempts: int) -> _PairJob | st
     return job
 
 
-def _calls_run(calls: list[PairwiseCall]) -> list[tuple[dict, float]]:
-    """Every pending LLM judgment of the batch at once on this thread's event loop; on an
-    unexpected error every reservation is released before it propagates."""
-    attempts = int(getattr(settings, "SHADOW_PROVIDER_ATTEMPTS", 4))
-    try:
-        results = run_concurrently([call.orders_run(attempts) for call in calls])
-        unexpected = next((r for r in results if isinstance(r, BaseException)), None)
-        if unexpected is not None:
-            raise unexpected
-    except BaseException:
-        for call in calls:
-            budget.budget_settle(reservation=call.reservation, actual=0)
-        raise
-    return results
-
-
-def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict[int, JudgeOutcome]:
+def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict[int, outbox.JobOutcome]:
     """Judge a batch of shadowed pairs with their applications' active judges.
 
     1. Claim the judge jobs and load the pairs in one statement, which also releases the
@@ -500,7 +469,7 @@ def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
     Database round trips per pair with one LLM judge: reserve, settle+store; plus one
     claim and one finishing transaction per batch.
     """
-    outcomes = {sample_id: JudgeOutcome("skipped") for sample_id in sample_ids}
+    outcomes = {sample_id: outbox.JobOutcome("skipped") for sample_id in sample_ids}
     finishing: list[tuple[int, int, str, bool | None, str]] = []
     jobs: list[_PairJob] = []
     for claim in outbox.judge_claims_load(sample_ids=sample_ids):
@@ -510,26 +479,36 @@ def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
         else:
             jobs.append(opened)
     calls = [call for job in jobs for call in job.calls]
-    results = _calls_run(calls) if calls else []
     by_sample = {job.claim.sample_id: job for job in jobs}
-    for index, (call, (orders, latency_ms)) in enumerate(zip(calls, results, strict=True)):
-        job = by_sample[call.sample_id]
-        try:
-            result = pairwise_judge_combine(call, orders, latency_ms, final_attempt=job.claim.attempt >= max_attempts)
-            job.judgments[call.judge.id] = _judgment_store(call.sample_id, job.claim.application_id, call.judge, result)
-        except JudgeRetry as exc:
-            job.retry = exc
-        except BaseException:
-            for later in calls[index + 1 :]:
-                budget.budget_settle(reservation=later.reservation, actual=0)
-            raise
+    unsettled = list(calls)
+    try:
+        attempts = int(getattr(settings, "SHADOW_PROVIDER_ATTEMPTS", 4))
+        results = run_concurrently([call.orders_run(attempts) for call in calls]) if calls else []
+        unexpected = next((r for r in results if isinstance(r, BaseException)), None)
+        if unexpected is not None:
+            raise unexpected
+        for call, (orders, latency_ms) in zip(calls, results, strict=True):
+            unsettled.remove(call)  # the combine (on a retry) or the store settles it
+            job = by_sample[call.sample_id]
+            try:
+                result = pairwise_judge_combine(
+                    call, orders, latency_ms, final_attempt=job.claim.attempt >= max_attempts
+                )
+                job.judgments[call.judge.id] = _judgment_store(
+                    call.sample_id, job.claim.application_id, call.judge, result
+                )
+            except JudgeRetry as exc:
+                job.retry = exc
+    except BaseException:
+        budget.budget_release(call.reservation for call in unsettled)
+        raise
     for job in jobs:
         sample_id, attempt = job.claim.sample_id, job.claim.attempt
         if job.retry is not None:
             ShadowSample.objects.filter(pk=sample_id, judge_status=ShadowSample.RUNNING, judge_attempts=attempt).update(
                 judge_status=ShadowSample.ENQUEUED, judge_lease_at=timezone.now(), judge_error=job.retry.reason[:2000]
             )
-            outcomes[sample_id] = JudgeOutcome("retry", "", job.retry.reason, attempt, job.retry.retry_after)
+            outcomes[sample_id] = outbox.JobOutcome("retry", job.retry.reason, attempt, job.retry.retry_after)
             continue
         ordered = [job.judgments[j.id] for j in job.config.judges if j.id in job.judgments]
         decisive = next((j for j in ordered if j.status == Judgment.OK), None)
@@ -544,10 +523,10 @@ def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
             status = "superseded"
         else:
             status = "done" if verdict else "failed"
-        outcomes[sample_id] = JudgeOutcome(status, verdict, reason, attempt)
+        outcomes[sample_id] = outbox.JobOutcome(status, reason, attempt, verdict=verdict)
     return outcomes
 
 
-def pair_judge_execute(*, sample_id: int) -> JudgeOutcome:
+def pair_judge_execute(*, sample_id: int) -> outbox.JobOutcome:
     """One judge job, no retries (replay, tests): `pair_judges_execute` of one id."""
     return pair_judges_execute(sample_ids=[sample_id])[sample_id]

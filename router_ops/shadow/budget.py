@@ -85,13 +85,6 @@ class JobLost(Exception):
     attempt must stop, and whatever it reserved before is released by the new claim."""
 
 
-def budget_cap(*, application_id: int) -> Decimal:
-    cap = (
-        SamplingPolicy.objects.filter(application_id=application_id).values_list("daily_budget_usd", flat=True).first()
-    )
-    return cap if cap is not None else SamplingPolicy._meta.get_field("daily_budget_usd").default
-
-
 # One statement, in autocommit:
 # - `job` locks the job's row if this attempt still holds it. The attempt's reservations all
 #   go to one day, that of its first (a pair's judges reserve one after another, perhaps
@@ -239,6 +232,13 @@ def budget_settle(*, reservation: Reservation, actual: float | Decimal) -> None:
     sql, params = settle_statement(reservation=reservation, actual=actual)
     with connection.cursor() as cursor:
         cursor.execute(f"WITH {sql} SELECT 1", params)
+
+
+def budget_release(reservations) -> None:
+    """Give back reservations whose calls were never answered (an unexpected error in the
+    batch): book nothing. Had this failed too, the next claim of their jobs releases them."""
+    for reservation in reservations:
+        budget_settle(reservation=reservation, actual=0)
 
 
 # For a claim statement (outbox.py) that starts new attempts: release from the ledger what

@@ -227,6 +227,17 @@ ORDER BY c.id
 
 
 @dataclass(frozen=True)
+class JobOutcome:
+    """What one delivery did with one shadow or judge job."""
+
+    status: str  # skipped | done | failed | superseded | retry
+    reason: str = ""
+    attempt: int = 0
+    retry_after: float | None = None  # status "retry": the provider asked to wait this long
+    verdict: str = ""  # a judge job that is done: the pair's verdict
+
+
+@dataclass(frozen=True)
 class ShadowClaim:
     sample_id: int
     attempt: int  # the fencing number: the finishing UPDATE checks it

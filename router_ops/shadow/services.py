@@ -260,10 +260,6 @@ def decision_messages(decision) -> list[dict] | None:
     return None
 
 
-def endpoint_for_tier(*, application_id: int, tier: str) -> ModelEndpoint | None:
-    return ModelEndpoint.objects.filter(application_id=application_id, tier=tier).order_by("name").first()
-
-
 def _sample_fail(sample_id: int, attempt: int, reason: str) -> bool:
     return bool(
         ShadowSample.objects.filter(pk=sample_id, status=ShadowSample.RUNNING, attempts=attempt).update(
@@ -291,14 +287,6 @@ def _judge_send(sample_ids: list[int]) -> None:
         ShadowSample.objects.filter(pk__in=sample_ids, judge_status=ShadowSample.ENQUEUED).update(
             judge_status=ShadowSample.PENDING
         )
-
-
-@dataclass(frozen=True)
-class ShadowOutcome:
-    status: str  # skipped | done | failed | superseded | retry
-    reason: str = ""
-    attempt: int = 0
-    retry_after: float | None = None  # status "retry": the provider asked to wait this long
 
 
 @dataclass
@@ -339,7 +327,7 @@ BUDGET_SPENT = "budget: the application's daily shadow budget is spent"
 BUDGET_HELD = "budget: held by calls in flight (their worst-case reservations); trying again later"
 
 
-def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int, max_attempts: int) -> _ShadowJob | ShadowOutcome:
+def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int, max_attempts: int) -> _ShadowJob | outbox.JobOutcome:
     """Find the shadow tier's endpoint and the prompt, reserve the call's maximum cost;
     a job that cannot run is marked failed with the reason, one taken over meanwhile
     (its lease went stale) is "superseded". A refusal while the budget is only held by
@@ -363,7 +351,7 @@ def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int, max_attempts: i
                 attempt=claim.attempt,
             )
         except budget.JobLost:
-            return ShadowOutcome("superseded", attempt=claim.attempt)
+            return outbox.JobOutcome("superseded", attempt=claim.attempt)
         reason = BUDGET_SPENT
         if (
             reservation is None
@@ -371,14 +359,14 @@ def _shadow_job_open(claim: outbox.ShadowClaim, max_tokens: int, max_attempts: i
             and budget.budget_fits_when_settled(application_id=claim.application_id, amount=amount)
         ):
             _sample_release(claim.sample_id, claim.attempt, BUDGET_HELD)
-            return ShadowOutcome("retry", BUDGET_HELD, claim.attempt)
+            return outbox.JobOutcome("retry", BUDGET_HELD, claim.attempt)
     if reservation is None:
         _sample_fail(claim.sample_id, claim.attempt, reason)
-        return ShadowOutcome("failed", reason, claim.attempt)
+        return outbox.JobOutcome("failed", reason, claim.attempt)
     return _ShadowJob(claim, endpoint, messages, reservation)
 
 
-def _shadow_job_close(job: _ShadowJob, result, redact, max_attempts: int) -> ShadowOutcome:
+def _shadow_job_close(job: _ShadowJob, result, redact, max_attempts: int) -> outbox.JobOutcome:
     """Store the call's outcome: settle the budget and, on success, mark the row done with
     its judge job enqueued and store the ShadowRun, in one statement fenced by the attempt."""
     sample_id, attempt = job.claim.sample_id, job.claim.attempt
@@ -386,9 +374,9 @@ def _shadow_job_close(job: _ShadowJob, result, redact, max_attempts: int) -> Sha
         budget.budget_settle(reservation=job.reservation, actual=0)
         if result.retryable and attempt < max_attempts:
             _sample_release(sample_id, attempt, result.reason)
-            return ShadowOutcome("retry", result.reason, attempt, result.retry_after)
+            return outbox.JobOutcome("retry", result.reason, attempt, result.retry_after)
         _sample_fail(sample_id, attempt, f"provider: {result.reason}")
-        return ShadowOutcome("failed", result.reason, attempt)
+        return outbox.JobOutcome("failed", result.reason, attempt)
     settle_sql, params = budget.settle_statement(reservation=job.reservation, actual=result.cost_usd, fence="won")
     params.update(
         id=sample_id,
@@ -410,11 +398,11 @@ def _shadow_job_close(job: _ShadowJob, result, redact, max_attempts: int) -> Sha
         budget.budget_settle(reservation=job.reservation, actual=result.cost_usd)
         raise
     if not won:  # our lease expired and another delivery took the job over
-        return ShadowOutcome("superseded", attempt=attempt)
-    return ShadowOutcome("done", attempt=attempt)
+        return outbox.JobOutcome("superseded", attempt=attempt)
+    return outbox.JobOutcome("done", attempt=attempt)
 
 
-def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict[int, ShadowOutcome]:
+def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict[int, outbox.JobOutcome]:
     """Run a batch of shadow jobs: each decision's prompt on the other tier's model.
 
     1. Claim the rows (pending/enqueued, or running with a stale lease) → running, and
@@ -436,18 +424,19 @@ def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
     Database round trips per job on the happy path: two (reserve, finish), plus one
     claim and one privacy-settings read per batch.
     """
-    outcomes = {sample_id: ShadowOutcome("skipped") for sample_id in sample_ids}
+    outcomes = {sample_id: outbox.JobOutcome("skipped") for sample_id in sample_ids}
     max_tokens = int(getattr(settings, "SHADOW_MAX_TOKENS", 1024))
     jobs: list[_ShadowJob] = []
     for claim in outbox.shadow_claims_load(sample_ids=sample_ids):
         opened = _shadow_job_open(claim, max_tokens, max_attempts)
-        if isinstance(opened, ShadowOutcome):
+        if isinstance(opened, outbox.JobOutcome):
             outcomes[claim.sample_id] = opened
         else:
             jobs.append(opened)
     if not jobs:
         return outcomes
     attempts = int(getattr(settings, "SHADOW_PROVIDER_ATTEMPTS", 4))
+    unsettled = list(jobs)
     try:
         results = run_concurrently(
             [achat_complete(job.endpoint, job.messages, max_tokens=max_tokens, max_attempts=attempts) for job in jobs]
@@ -457,20 +446,14 @@ def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
         )
         if unexpected is not None:
             raise unexpected
+        redactors = {app_id: text_redactor(app_id) for app_id in {job.claim.application_id for job in jobs}}
+        for job, result in zip(jobs, results, strict=True):
+            unsettled.remove(job)  # _shadow_job_close settles it, whatever happens
+            redact = redactors[job.claim.application_id]
+            outcomes[job.claim.sample_id] = _shadow_job_close(job, result, redact, max_attempts)
     except BaseException:
-        for job in jobs:
-            budget.budget_settle(reservation=job.reservation, actual=0)
+        budget.budget_release(job.reservation for job in unsettled)
         raise
-    redactors = {app_id: text_redactor(app_id) for app_id in {job.claim.application_id for job in jobs}}
-    for index, (job, result) in enumerate(zip(jobs, results, strict=True)):
-        try:
-            outcomes[job.claim.sample_id] = _shadow_job_close(
-                job, result, redactors[job.claim.application_id], max_attempts
-            )
-        except BaseException:
-            for later in jobs[index + 1 :]:
-                budget.budget_settle(reservation=later.reservation, actual=0)
-            raise
     done = [sample_id for sample_id, outcome in outcomes.items() if outcome.status == "done"]
     if done:
         # At once in autocommit (a task); after the commit when a caller wraps us in a transaction.
@@ -478,7 +461,7 @@ def shadow_runs_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
     return outcomes
 
 
-def shadow_run_execute(*, sample_id: int) -> ShadowOutcome:
+def shadow_run_execute(*, sample_id: int) -> outbox.JobOutcome:
     """One shadow job, no retries (replay, tests): `shadow_runs_execute` of one id."""
     return shadow_runs_execute(sample_ids=[sample_id])[sample_id]
 

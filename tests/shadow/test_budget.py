@@ -14,6 +14,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 from django.utils import timezone
 
+from router_ops.applications.models import ModelEndpoint
 from router_ops.judging import services as judging_services
 from router_ops.judging.models import Judgment
 from router_ops.shadow import budget, outbox
@@ -259,7 +260,11 @@ def cap_of(usd: Decimal) -> Decimal:
 def worst_case(sample_id: int) -> Decimal:
     """What a shadow run of the sample reserves (its endpoint's price × the prompt and SHADOW_MAX_TOKENS)."""
     sample = ShadowSample.objects.select_related("decision").get(pk=sample_id)
-    endpoint = shadow_services.endpoint_for_tier(application_id=sample.application_id, tier=sample.shadow_tier)
+    endpoint = (
+        ModelEndpoint.objects.filter(application_id=sample.application_id, tier=sample.shadow_tier)
+        .order_by("name")
+        .first()
+    )
     messages = shadow_services.decision_messages(sample.decision)
     return budget._money(budget.call_cost_max(endpoint, messages, django_settings.SHADOW_MAX_TOKENS))
 
