@@ -78,6 +78,12 @@ class World:
 
     def __post_init__(self):
         self.rng = np.random.default_rng(self.seed)
+        # The application's salt is random per row, and it decides which units the candidate
+        # gets: with it, the sample-ratio check would see different counts on every run (and
+        # pause a rollout by chance about once in a few hundred runs). A salt from the seed
+        # makes the whole world, assignment included, the same on every run.
+        self.application.salt = f"simulation-{self.seed}"
+        self.application.save(update_fields=["salt"])
 
     def _segments(self, n: int) -> np.ndarray:
         slugs = list(SEGMENTS)
