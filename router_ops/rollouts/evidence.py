@@ -93,6 +93,14 @@ WHERE {_WINDOW} AND d.router_version_id IN (%(candidate_id)s, %(baseline_id)s)
 GROUP BY 1, 2, 3
 """
 
+# Distinct units per arm (sample-ratio check): assignment is per unit, and a unit's requests
+# are not independent draws, so a few busy units would make request counts look skewed.
+_CANARY_UNITS = f"""
+SELECT d.router_version_id = %(candidate_id)s, count(DISTINCT d.unit_id)
+FROM {D} d WHERE {_WINDOW} AND d.router_version_id IN (%(candidate_id)s, %(baseline_id)s)
+GROUP BY 1
+"""
+
 _CANARY_SAMPLES = f"""
 SELECT d.router_version_id = %(candidate_id)s, s.inclusion_probability, s.verdict, d.segment_ids
 FROM {S} s JOIN {D} d ON d.id = s.decision_id
@@ -277,16 +285,18 @@ def canary_observations(rollout: Rollout, stage: RolloutStage) -> StageObservati
         )
         segments.append(SegmentObservation(name, arms[True], arms[False], comparison))
     all_counts = counts.get(ALL_ID, {True: [0, 0], False: [0, 0]})
+    units = dict(_rows(_CANARY_UNITS, params))
     return StageObservations(
         segments=tuple(segments),
-        assigned_candidate=all_counts[True][0],
-        assigned_baseline=all_counts[False][0],
+        assigned_candidate=units.get(True, 0),
+        assigned_baseline=units.get(False, 0),
         candidate_cost_per_request=_mean(*costs[True]),
         baseline_cost_per_request=_mean(*costs[False]),
         source="judged_samples",
         notes=(
-            f"Canary stage: {all_counts[True][0]} requests served by {rollout.candidate.name}, "
-            f"{all_counts[False][0]} by {rollout.baseline.name}.",
+            f"Canary stage: {all_counts[True][0]} requests from {units.get(True, 0)} units served by "
+            f"{rollout.candidate.name}, {all_counts[False][0]} requests from {units.get(False, 0)} units by "
+            f"{rollout.baseline.name}.",
         ),
     )
 

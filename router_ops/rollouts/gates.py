@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from router_ops.rollouts.estimators import METHOD_WEIGHTED, LossComparison
 from router_ops.rollouts.models import Rollout, RolloutStage
-from router_ops.stats.sequential import noninferiority
+from router_ops.stats.sequential import noninferiority, sample_ratio_test
 
 PASS = RolloutStage.VERDICT_PASS
 FAIL = RolloutStage.VERDICT_FAIL
@@ -31,7 +31,8 @@ INCONCLUSIVE = RolloutStage.VERDICT_INCONCLUSIVE
 NOT_EVALUATED = "not_evaluated"
 NOT_STARTED = "not_started"
 
-# Sample-ratio mismatch: a χ² p-value this small means assignment is broken (not chance).
+# Sample-ratio mismatch: an anytime-valid p-value this small means assignment is broken, not
+# chance — over the whole stage, however often the sweep looks (router_ops/stats/sequential.py).
 SRM_P_THRESHOLD = 0.001
 
 
@@ -68,7 +69,8 @@ class SegmentObservation:
 @dataclass(frozen=True)
 class StageObservations:
     segments: tuple[SegmentObservation, ...] = ()
-    # Decisions served by each arm during the stage (sample-ratio-mismatch check).
+    # Distinct units served by each arm during the stage (sample-ratio-mismatch check).
+    # Units, not requests: assignment is per unit, so one busy unit moves many requests.
     assigned_candidate: int | None = None
     assigned_baseline: int | None = None
     # Mean cost per request of each arm (global cost guardrail).
@@ -240,22 +242,23 @@ def segment_verdicts(
 def _srm(obs: StageObservations, weight_bp: int) -> dict:
     if obs.assigned_candidate is None or obs.assigned_baseline is None or weight_bp in (0, 10000):
         return {"verdict": NOT_EVALUATED}
-    total = obs.assigned_candidate + obs.assigned_baseline
-    if total == 0:
+    if obs.assigned_candidate + obs.assigned_baseline == 0:
         return {"verdict": NOT_EVALUATED, "reason": "no assignments yet"}
-    expected_c = total * weight_bp / 10000
-    expected_b = total - expected_c
-    chi2 = (obs.assigned_candidate - expected_c) ** 2 / expected_c + (
-        obs.assigned_baseline - expected_b
-    ) ** 2 / expected_b
-    p_value = math.erfc(math.sqrt(chi2 / 2))  # χ² with one degree of freedom
+    share = weight_bp / 10000
+    test = sample_ratio_test([obs.assigned_candidate, obs.assigned_baseline], [share, 1 - share])
     return {
-        "verdict": FAIL if p_value < SRM_P_THRESHOLD else PASS,
+        "verdict": FAIL if test.p_value < SRM_P_THRESHOLD else PASS,
         "assigned_candidate": obs.assigned_candidate,
         "assigned_baseline": obs.assigned_baseline,
-        "expected_share": _r(weight_bp / 10000),
-        "p_value": _r(p_value),
+        "counted": "units",
+        "expected_share": _r(share),
+        "p_value": _r(test.p_value),
         "threshold": SRM_P_THRESHOLD,
+        "test": "sequential Dirichlet-multinomial Bayes factor (Lindon & Malek 2022), valid at every look",
+        "detail": (
+            f"{obs.assigned_candidate} candidate vs {obs.assigned_baseline} baseline units for an expected "
+            f"candidate share of {share:g}; anytime-valid p = {test.p_value:.3g} (pauses below {SRM_P_THRESHOLD})"
+        ),
     }
 
 
@@ -270,6 +273,7 @@ def _cost(obs: StageObservations, max_ratio: float) -> dict:
         "baseline_cost_per_request": _r(base),
         "ratio": _r(ratio),
         "max_ratio": _r(max_ratio),
+        "detail": f"candidate costs {ratio:.3g}× the baseline per request (at most {max_ratio:g}×)",
     }
 
 

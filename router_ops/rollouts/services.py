@@ -754,7 +754,7 @@ def rollout_sweep_one(*, rollout_id: int, now: datetime | None = None) -> str:
             srm = evidence["guardrails"]["srm"]
             reason = (
                 f"Paused at stage {stage.name}: sample-ratio mismatch (p = {srm['p_value']} < {srm['threshold']}; "
-                f"{srm['assigned_candidate']} candidate vs {srm['assigned_baseline']} baseline requests for an "
+                f"{srm['assigned_candidate']} candidate vs {srm['assigned_baseline']} baseline units for an "
                 f"expected share of {srm['expected_share']}). Check assignment before resuming."
             )
             rollout.status = Rollout.STATUS_PAUSED

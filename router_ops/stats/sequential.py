@@ -322,3 +322,67 @@ def noninferiority_paired(
         n_candidate=state.t,
         n_baseline=state.t,
     )
+
+
+# Sample-ratio mismatch, checked on every sweep of a running canary.
+#
+# A fixed-n χ² test re-run on the growing counts crosses any threshold eventually, even
+# when assignment is sound. The sequential test of Lindon & Malek (2022, "Anytime-valid
+# inference for multinomial count data", NeurIPS) is valid at every look: under
+# H0 (units land in the arms with the expected shares θ₀) the Bayes factor of a
+# Dirichlet(k·θ₀) mixture against θ₀,
+#
+#   BF_n = Γ(k)/Γ(k + N) · Π_i Γ(kθ₀ᵢ + nᵢ)/Γ(kθ₀ᵢ) / Π_i θ₀ᵢ^nᵢ,
+#
+# is a non-negative martingale with mean 1, so by Ville's inequality
+# P(∃n: BF_n ≥ 1/α) ≤ α, and p_n = min(1, 1/BF_n) may be read at any time. It depends on
+# the counts only (not their order), so a caller needs no history.
+#
+# k sets which mismatches the test is quickest to find: the prior puts θ within about
+# √(θ(1−θ)/k) of θ₀. Optimizely's implementation uses k = 10 000 (deviations of a
+# fraction of a percentage point, which is what assignment bugs look like).
+SRM_CONCENTRATION = 10_000.0
+
+
+@dataclass(frozen=True)
+class SampleRatioTest:
+    """An anytime-valid sample-ratio-mismatch test of counts against expected shares."""
+
+    p_value: float  # min(1, 1/BF): P(ever this small | sound assignment) ≤ p_value
+    log_bayes_factor: float
+    counts: tuple[int, ...]
+    expected_shares: tuple[float, ...]
+
+
+def sample_ratio_test(
+    counts: ArrayLike, expected_shares: ArrayLike, *, concentration: float = SRM_CONCENTRATION
+) -> SampleRatioTest:
+    """Sequential SRM test (Lindon & Malek 2022) of arm counts against their expected shares.
+
+    `counts` are units (not requests: a unit's requests all go to its arm, so they are not
+    independent draws) per arm; `expected_shares` sum to 1. An arm with share 0 must have
+    no units: one unit there is a certain mismatch (p = 0).
+    """
+    n = np.asarray(counts)
+    theta = np.asarray(expected_shares, dtype=float)
+    if n.ndim != 1 or n.shape != theta.shape or n.size < 2:
+        raise ValueError("counts and expected_shares must be two equal-length lists of two or more arms")
+    if not np.issubdtype(n.dtype, np.integer) or (n < 0).any():
+        raise ValueError("counts must be non-negative integers")
+    if not np.all(np.isfinite(theta)) or (theta < 0).any() or not math.isclose(theta.sum(), 1.0, abs_tol=1e-9):
+        raise ValueError(f"expected_shares must be non-negative and sum to 1, got {theta.tolist()}")
+    if not concentration > 0:
+        raise ValueError("concentration must be positive")
+    result = {"counts": tuple(int(c) for c in n), "expected_shares": tuple(float(t) for t in theta)}
+    if (n[theta == 0] > 0).any():
+        return SampleRatioTest(p_value=0.0, log_bayes_factor=math.inf, **result)
+    live = theta > 0
+    n, theta = n[live].astype(float), theta[live]
+    a = concentration * theta
+    log_bf = (
+        math.lgamma(concentration)
+        - math.lgamma(concentration + n.sum())
+        + sum(math.lgamma(ai + ni) - math.lgamma(ai) for ai, ni in zip(a, n, strict=True))
+        - float(np.dot(n, np.log(theta)))
+    )
+    return SampleRatioTest(p_value=min(1.0, math.exp(-log_bf)), log_bayes_factor=log_bf, **result)

@@ -12,6 +12,7 @@ from router_ops.stats.sequential import (
     noninferiority_from_states,
     noninferiority_paired,
     noninferiority_path,
+    sample_ratio_test,
 )
 
 ALPHA = 0.05
@@ -164,3 +165,90 @@ def test_paired_false_fail_rate_at_the_margin():
     for row in d[:, ::10]:
         fails += noninferiority_paired(row, margin=0.02).verdict == "fail"
     assert fails / len(d) <= ALPHA
+
+
+# ---------------------------------------------------------------- sample-ratio mismatch (Lindon & Malek 2022)
+
+
+def test_srm_bayes_factor_matches_values_by_hand():
+    # k = 1, one unit in arm A of a 50/50 split: m1 = Γ(1)/Γ(2) · Γ(1.5)/Γ(0.5) = 1/2, m0 = 1/2, BF = 1.
+    assert sample_ratio_test([1, 0], [0.5, 0.5], concentration=1).p_value == pytest.approx(1.0)
+    # k = 2, two units in arm A: m1 = Γ(2)/Γ(4) · Γ(3)/Γ(1) = 1/3, m0 = 1/4, BF = 4/3, p = 3/4.
+    result = sample_ratio_test([2, 0], [0.5, 0.5], concentration=2)
+    assert result.log_bayes_factor == pytest.approx(np.log(4 / 3))
+    assert result.p_value == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(
+    ("counts", "shares"), [((5190, 4810), (0.5, 0.5)), ((131, 9869), (0.01, 0.99)), ((40, 60), (0.3, 0.7))]
+)
+def test_srm_bayes_factor_equals_beta_binomial_over_binomial(counts, shares):
+    # Two arms: the Dirichlet-multinomial marginal is the beta-binomial (same binomial coefficient as H0's).
+    from scipy.stats import betabinom, binom
+
+    k = 10_000
+    n = sum(counts)
+    expected = betabinom.logpmf(counts[0], n, k * shares[0], k * shares[1]) - binom.logpmf(counts[0], n, shares[0])
+    assert sample_ratio_test(counts, shares).log_bayes_factor == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+def test_srm_a_unit_in_an_arm_with_no_share_is_a_certain_mismatch():
+    assert sample_ratio_test([1, 99], [0.0, 1.0]).p_value == 0.0
+    assert sample_ratio_test([0, 99], [0.0, 1.0]).p_value == 1.0
+
+
+@pytest.mark.parametrize(
+    ("counts", "shares", "message"),
+    [
+        ([1, 2], [0.5, 0.4], "sum to 1"),
+        ([1, -2], [0.5, 0.5], "non-negative integers"),
+        ([1.5, 2], [0.5, 0.5], "non-negative integers"),
+        ([1, 2, 3], [0.5, 0.5], "equal-length"),
+        ([3], [1.0], "two or more"),
+    ],
+)
+def test_srm_bad_input_is_named(counts, shares, message):
+    with pytest.raises(ValueError, match=message):
+        sample_ratio_test(counts, shares)
+
+
+def _looks(rng, runs: int, units: int, every: int, true_share: float) -> np.ndarray:
+    """Cumulative candidate counts at each look: shape (runs, looks)."""
+    per_block = rng.binomial(every, true_share, size=(runs, units // every))
+    return np.cumsum(per_block, axis=1)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.05])
+def test_srm_false_alarms_stay_below_alpha_however_often_one_looks(share):
+    # Sound assignment, 2,000 stages of 5,000 units, checked every 100 units (50 looks).
+    # The anytime-valid p-value: P(ever ≤ α) ≤ α. A χ² test re-run on the same looks
+    # raises false alarms several times as often (the reason the gate does not use it).
+    from scipy.stats import chi2
+
+    alpha, runs, units, every = 0.05, 2000, 5000, 100
+    cumulative = _looks(np.random.default_rng(7), runs, units, every, share)
+    n = np.arange(1, units // every + 1) * every
+    ever_sequential = np.zeros(runs, dtype=bool)
+    for r in range(runs):
+        for look, c in enumerate(cumulative[r]):
+            if sample_ratio_test([int(c), int(n[look] - c)], [share, 1 - share]).p_value <= alpha:
+                ever_sequential[r] = True
+                break
+    expected = n * share
+    stat = (cumulative - expected) ** 2 / expected + (cumulative - expected) ** 2 / (n - expected)
+    ever_chi2 = (chi2.sf(stat, df=1) <= alpha).any(axis=1)
+    se = np.sqrt(alpha * (1 - alpha) / runs)
+    assert ever_sequential.mean() <= alpha + 3 * se
+    assert ever_chi2.mean() > 2 * alpha
+
+
+def test_srm_finds_a_two_point_mismatch_in_forty_thousand_units():
+    # Assignment broken by two percentage points (48 % instead of 50 %): found at the gate's
+    # threshold (0.001) in at least 9 stages of 10, and never when the split is right.
+    rng = np.random.default_rng(11)
+    broken = [rng.binomial(40_000, 0.48) for _ in range(200)]
+    sound = [rng.binomial(40_000, 0.50) for _ in range(200)]
+    found = np.mean([sample_ratio_test([c, 40_000 - c], [0.5, 0.5]).p_value < 0.001 for c in broken])
+    false = np.mean([sample_ratio_test([c, 40_000 - c], [0.5, 0.5]).p_value < 0.001 for c in sound])
+    assert found >= 0.9
+    assert false == 0.0
