@@ -244,11 +244,20 @@ def budget_release(reservations) -> None:
 # For a claim statement (outbox.py) that starts new attempts: release from the ledger what
 # the claimed rows' previous attempts still held. Expects a CTE `prior(application_id, day,
 # usd)` of the rows as they were before the claim (the claim zeroes their records). Rows
-# holding nothing touch no ledger row, so a normal claim costs nothing more.
+# holding nothing touch no ledger row, so a normal claim costs nothing more. The ledger
+# rows are locked in (application, day) order first: a batch may hold reservations of two
+# days (a job killed before midnight) or two applications, and two claims locking the same
+# two rows in opposite orders would deadlock.
 RELEASE_PRIOR_SQL = """
 UPDATE shadow_budgetday b SET reserved_usd = GREATEST(b.reserved_usd - r.usd, 0)
-FROM (SELECT application_id, day, sum(usd) AS usd FROM prior WHERE usd > 0 GROUP BY application_id, day) r
-WHERE b.application_id = r.application_id AND b.day = r.day
+FROM (
+    SELECT l.id, held.usd
+    FROM (SELECT application_id, day, sum(usd) AS usd FROM prior WHERE usd > 0 GROUP BY application_id, day) held
+    JOIN shadow_budgetday l ON l.application_id = held.application_id AND l.day = held.day
+    ORDER BY l.application_id, l.day
+    FOR UPDATE OF l
+) r
+WHERE b.id = r.id
 """
 
 

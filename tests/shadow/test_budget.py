@@ -324,3 +324,74 @@ def test_a_budget_held_by_calls_in_flight_makes_a_judge_job_retry_not_fail(shado
     leases_expire(pairs, judge=True)
     outbox.judge_claims_load(sample_ids=[p for p in held if p != first])  # the others' reservations come back
     assert judging_services.pair_judges_execute(sample_ids=[first], max_attempts=3)[first].status == "done"
+
+
+def _own_connection():
+    """A second session on the test database, outside Django's connection handling."""
+    import psycopg
+
+    s = connection.settings_dict
+    return psycopg.connect(
+        dbname=s["NAME"], user=s["USER"], password=s["PASSWORD"] or None, host=s["HOST"], port=s["PORT"] or None
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_locks_the_ledger_rows_it_releases_in_day_order(owner, settings):
+    # A batch whose killed jobs hold reservations of several days (jobs killed before midnight).
+    # Two claims locking the same ledger rows in different orders would deadlock, so a claim
+    # takes them in (application, day) order: while it waits for the oldest row it holds none
+    # of the others. Small batches happened to get that order from a sorted GROUP BY; the
+    # claim runs here with sorting discouraged (as the planner may choose a hash aggregate for
+    # big batches), where only an explicit order keeps it: a hash order puts the oldest of
+    # eight days first one time in eight.
+    import psycopg
+
+    settings.SHADOW_LEASE_S = 1
+    policy_set(owner.application, base_rate=1.0, reverse_rate=1.0, min_judged_per_segment=0)
+    app_id = owner.application.id
+    jobs = running_jobs(owner.application, 8)
+    today = timezone.now().date()
+    days = [today - timedelta(days=i) for i in range(len(jobs))]
+    for job, day in zip(jobs, days, strict=True):
+        BudgetDay.objects.create(application_id=app_id, day=day, reserved_usd=CALL_MAX)
+        ShadowSample.objects.filter(pk=job).update(shadow_reserved_usd=CALL_MAX, shadow_reserved_day=day)
+    leases_expire(jobs)
+    claimed = []
+
+    def claim() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET enable_sort = off")
+            claimed.extend(c.sample_id for c in outbox.shadow_claims_load(sample_ids=jobs))
+        finally:
+            connection.close()
+
+    lock_row = "SELECT 1 FROM shadow_budgetday WHERE application_id = %s AND day = %s FOR UPDATE"
+    with _own_connection() as holder, _own_connection() as prober:
+        holder.execute(lock_row, [app_id, min(days)])  # an open transaction holds the oldest row
+        worker = threading.Thread(target=claim)
+        worker.start()
+        for _ in range(200):  # until the claim waits for a lock (at most 10 s)
+            waiting = prober.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
+                ["%shadow_budgetday%"],
+            ).fetchone()[0]
+            prober.rollback()
+            if waiting:
+                break
+            threading.Event().wait(0.05)
+        try:
+            assert waiting, "the claim never waited for the oldest ledger row"
+            for day in sorted(days)[1:]:
+                try:
+                    prober.execute(lock_row + " NOWAIT", [app_id, day])
+                except psycopg.errors.LockNotAvailable:
+                    pytest.fail(f"the claim holds the row of {day} while it waits for {min(days)}'s")
+                finally:
+                    prober.rollback()
+        finally:
+            holder.rollback()
+            worker.join(10)
+    assert sorted(claimed) == sorted(jobs)
+    assert set(BudgetDay.objects.values_list("reserved_usd", flat=True)) == {0}
