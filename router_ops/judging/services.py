@@ -488,17 +488,17 @@ def pair_judges_execute(*, sample_ids: list[int], max_attempts: int = 1) -> dict
         if unexpected is not None:
             raise unexpected
         for call, (orders, latency_ms) in zip(calls, results, strict=True):
-            unsettled.remove(call)  # the combine (on a retry) or the store settles it
             job = by_sample[call.sample_id]
             try:
                 result = pairwise_judge_combine(
                     call, orders, latency_ms, final_attempt=job.claim.attempt >= max_attempts
                 )
-                job.judgments[call.judge.id] = _judgment_store(
-                    call.sample_id, job.claim.application_id, call.judge, result
-                )
-            except JudgeRetry as exc:
+            except JudgeRetry as exc:  # raised with the call settled
+                unsettled.remove(call)
                 job.retry = exc
+                continue
+            unsettled.remove(call)  # the store settles it, whatever happens
+            job.judgments[call.judge.id] = _judgment_store(call.sample_id, job.claim.application_id, call.judge, result)
     except BaseException:
         budget.budget_release(call.reservation for call in unsettled)
         raise

@@ -377,24 +377,24 @@ def _shadow_job_close(job: _ShadowJob, result, redact, max_attempts: int) -> out
             return outbox.JobOutcome("retry", result.reason, attempt, result.retry_after)
         _sample_fail(sample_id, attempt, f"provider: {result.reason}")
         return outbox.JobOutcome("failed", result.reason, attempt)
-    settle_sql, params = budget.settle_statement(reservation=job.reservation, actual=result.cost_usd, fence="won")
-    params.update(
-        id=sample_id,
-        attempt=attempt,
-        endpoint=job.endpoint.pk,
-        model=result.model,
-        response=redact(result.text),  # the shadow answer goes through the application's redaction rules too
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
-        cost=budget._money(result.cost_usd),
-        latency_ms=result.latency_ms,
-        attempts=result.attempts,
-    )
     try:
+        settle_sql, params = budget.settle_statement(reservation=job.reservation, actual=result.cost_usd, fence="won")
+        params.update(
+            id=sample_id,
+            attempt=attempt,
+            endpoint=job.endpoint.pk,
+            model=result.model,
+            response=redact(result.text),  # the shadow answer goes through the application's redaction rules too
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
+            cost=budget._money(result.cost_usd),
+            latency_ms=result.latency_ms,
+            attempts=result.attempts,
+        )
         with connection.cursor() as cursor:
             cursor.execute(_SHADOW_FINISH.format(settle=settle_sql), params)
             won = cursor.fetchone()[0]
-    except BaseException:  # the statement rolled back, settle included: settle alone
+    except BaseException:  # nothing stored (the statement rolled back, settle included): settle alone
         budget.budget_settle(reservation=job.reservation, actual=result.cost_usd)
         raise
     if not won:  # our lease expired and another delivery took the job over

@@ -395,3 +395,68 @@ def test_a_claim_locks_the_ledger_rows_it_releases_in_day_order(owner, settings)
             worker.join(10)
     assert sorted(claimed) == sorted(jobs)
     assert set(BudgetDay.objects.values_list("reserved_usd", flat=True)) == {0}
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_while_storing_a_run_settles_its_call_at_once(shadow_jobs, monkeypatch):
+    # A bug (injected here: the redaction of the second answer raises) breaks the batch after
+    # the calls were answered. The first job is done; the second call was paid for, so its
+    # cost is booked and its reservation given back at once (not held until the job's lease
+    # expires), and the error reaches the task. The job runs again after its lease.
+    first, second = shadow_jobs
+    redactor = shadow_services.text_redactor
+
+    def breaking_redactor(app_id):
+        redact, answers = redactor(app_id), []
+
+        def redact_or_break(text):
+            answers.append(text)
+            if len(answers) == 2:
+                raise RuntimeError("a bug in redaction")
+            return redact(text)
+
+        return redact_or_break
+
+    monkeypatch.setattr(shadow_services, "text_redactor", breaking_redactor)
+    with pytest.raises(RuntimeError, match="a bug"):
+        shadow_services.shadow_runs_execute(sample_ids=shadow_jobs)
+    day = BudgetDay.objects.get()
+    assert day.reserved_usd == 0
+    assert recorded("shadow", shadow_jobs) == {first: 0, second: 0}
+    assert ShadowRun.objects.get().sample_id == first
+    assert day.shadow_spent_usd > ShadowRun.objects.get().cost_usd  # the second call is booked too
+    assert ShadowSample.objects.get(pk=second).status == ShadowSample.RUNNING  # its lease brings it back
+
+    monkeypatch.undo()
+    leases_expire([second])
+    assert shadow_services.shadow_runs_execute(sample_ids=[second])[second].status == "done"
+    assert BudgetDay.objects.get().reserved_usd == 0
+
+
+@pytest.mark.django_db
+def test_an_unexpected_error_while_combining_a_judgment_gives_its_reservation_back(shadowed_pairs, monkeypatch):
+    # A bug (injected here: combining the third pair's two orders raises) breaks the judge
+    # batch after every call was answered. Judgments stored before it keep their cost; the
+    # rest of the batch's reservations are given back at once, and the error reaches the task.
+    combine, combined = judging_services.pairwise_judge_combine, []
+
+    def combine_or_break(call, *args, **kwargs):
+        combined.append(call.sample_id)
+        if len(combined) == 3:
+            raise RuntimeError("a bug while combining")
+        return combine(call, *args, **kwargs)
+
+    monkeypatch.setattr(judging_services, "pairwise_judge_combine", combine_or_break)
+    with pytest.raises(RuntimeError, match="a bug"):
+        judging_services.pair_judges_execute(sample_ids=shadowed_pairs)
+    day = BudgetDay.objects.get()
+    assert len(combined) == 3
+    assert day.reserved_usd == 0
+    assert set(recorded("judge", shadowed_pairs).values()) == {0}
+    assert day.judge_spent_usd == sum(Judgment.objects.values_list("cost_usd", flat=True)) > 0
+
+    monkeypatch.undo()
+    leases_expire(shadowed_pairs, judge=True)
+    outcomes = judging_services.pair_judges_execute(sample_ids=shadowed_pairs)
+    assert {o.status for o in outcomes.values()} == {"done"}
+    assert BudgetDay.objects.get().reserved_usd == 0
