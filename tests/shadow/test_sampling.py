@@ -10,6 +10,7 @@ import random
 import statistics
 
 import pytest
+from django.utils import timezone
 
 from router_ops.shadow import sampling
 from router_ops.shadow.models import SegmentDayCount, ShadowSample
@@ -135,7 +136,12 @@ def test_quota_rate_falls_as_the_quota_fills():
 
 
 @pytest.mark.django_db
-def test_batch_stores_pi_and_counts_and_rare_segments_get_higher_rates(owner):
+def test_batch_stores_pi_and_counts_and_rare_segments_get_higher_rates(owner, monkeypatch):
+    # Quota rates depend on the time left in the UTC day (late in the day the common
+    # segment's few remaining requests need a high rate too), so the sampler's clock reads
+    # noon today: the rates below are those of a day half gone, whenever the test runs.
+    noon = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    monkeypatch.setattr(timezone, "now", lambda: noon)
     policy_set(owner.application, base_rate=0.05, min_judged_per_segment=500, divergence_rate=0, reverse_rate=0)
     items = [d for d in sim_decisions(1500) if d["routed_to"] == "cheap"][:1000]
     segs = [[RARE] if i % 50 == 0 else [COMMON] for i in range(len(items))]
