@@ -160,8 +160,11 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the database (to re-run the timings)")
-    args = parser.parse_args()
+    throwaway_database_run(run, parser.parse_args())
 
+
+def throwaway_database_run(run, args) -> None:
+    """run(args) in the TEST_DB_NAME database, created first and dropped after unless args.keep."""
     setup_test_environment()
     from django.test.utils import setup_databases, teardown_databases
 
