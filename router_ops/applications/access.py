@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import connection
 from rest_framework import exceptions, permissions, throttling
 
 from router_ops.applications.authentication import KeyPrincipal
@@ -85,8 +86,25 @@ class CanAdmin(ScopePermission):
     scope = ApiKey.SCOPE_ADMIN
 
 
+# One statement counts a request in its key's current window, or refuses it (no row back)
+# when the window is full; refused requests are not counted.
+_COUNT = """
+INSERT INTO applications_ratewindow (key, window_start, count) VALUES (%(key)s, %(window)s, 1)
+ON CONFLICT (key, window_start) DO UPDATE SET count = applications_ratewindow.count + 1
+WHERE applications_ratewindow.count < %(limit)s
+RETURNING count
+"""
+_FORGET = "DELETE FROM applications_ratewindow WHERE key = %(key)s AND window_start < %(window)s"
+
+
 class KeyRateThrottle(throttling.SimpleRateThrottle):
-    """Rate per API key (or per person), named by the view's `throttle_scope`."""
+    """Rate per API key (or per person), named by the view's `throttle_scope`.
+
+    A fixed window of the rate's duration (600/min: at most 600 requests from one key in
+    each clock minute), counted in PostgreSQL so that the limit holds across all web
+    processes and machines, and without Redis. The rate is per key: each key of an
+    application has its own.
+    """
 
     def __init__(self):
         pass  # the rate depends on the view; resolved in allow_request
@@ -97,7 +115,21 @@ class KeyRateThrottle(throttling.SimpleRateThrottle):
             return True
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
-        return super().allow_request(request, view)
+        if self.num_requests is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration) * self.duration
+        params = {"key": self.get_cache_key(request, view), "window": window, "limit": self.num_requests}
+        with connection.cursor() as cursor:
+            cursor.execute(_COUNT, params)
+            row = cursor.fetchone()
+            if row is not None and row[0] == 1:  # a new window: the key's older ones are done
+                cursor.execute(_FORGET, params)
+        self.wait_s = window + self.duration - now
+        return row is not None
+
+    def wait(self):
+        return self.wait_s
 
     def get_cache_key(self, request, view):
         user = request.user

@@ -141,3 +141,20 @@ class ModelEndpoint(models.Model):
             (prompt_tokens or 0) * float(self.input_price_per_mtok)
             + (completion_tokens or 0) * float(self.output_price_per_mtok)
         ) / 1_000_000
+
+
+class RateWindow(models.Model):
+    """Requests counted for one throttle key in one fixed window (access.KeyRateThrottle).
+
+    In PostgreSQL, so every web process counts against the same limit; one row per
+    active key (a key's older windows are deleted when its next window opens)."""
+
+    key = models.CharField(max_length=200)
+    window_start = models.BigIntegerField(help_text="Unix time (s) the window opened")
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "window_start"], name="ratewindow_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.window_start}: {self.count}"

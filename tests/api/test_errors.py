@@ -12,6 +12,7 @@ from rest_framework import exceptions
 
 from router_ops.api.errors import Conflict, PayloadTooLarge, ServiceUnavailable, exception_handler
 from router_ops.applications.access import KeyRateThrottle
+from router_ops.applications.models import RateWindow
 from router_ops.ingest.models import Decision, Feedback
 from tests.ingest.payloads import decision, error
 
@@ -119,6 +120,34 @@ def test_each_key_has_its_own_budget(owner, outsider, three_per_minute):
         owner.client("ingest,read,admin").post("/api/v1/decisions", decision("d-3"), format="json").status_code == 200
     )
     assert outsider.client().post("/api/v1/decisions", decision("d-0"), format="json").status_code == 200
+
+
+def test_the_count_lives_in_the_database_so_every_web_process_shares_it(owner, three_per_minute):
+    # Another gunicorn worker has its own memory (emptied here): it must still see the three.
+    client = owner.client()
+    for i in range(3):
+        assert client.post("/api/v1/decisions", decision(f"d-{i}"), format="json").status_code == 200
+    cache.clear()
+    assert client.post("/api/v1/decisions", decision("d-3"), format="json").status_code == 429
+    assert list(RateWindow.objects.values_list("count", flat=True)) == [3]  # refused requests are not counted
+
+
+def test_a_new_window_opens_a_fresh_budget_and_forgets_the_old(owner, monkeypatch, three_per_minute):
+    client = owner.client()
+    for i in range(4):
+        client.post("/api/v1/decisions", decision(f"d-{i}"), format="json")
+    monkeypatch.setattr(KeyRateThrottle, "timer", lambda self: 1_800_000_000.0 + 61)
+    assert client.post("/api/v1/decisions", decision("d-4"), format="json").status_code == 200
+    assert list(RateWindow.objects.values_list("window_start", "count")) == [(1_800_000_060, 1)]
+
+
+def test_the_wait_is_the_rest_of_the_window(owner, monkeypatch, three_per_minute):
+    monkeypatch.setattr(KeyRateThrottle, "timer", lambda self: 1_800_000_000.0 + 45.5)
+    client = owner.client()
+    for i in range(3):
+        client.post("/api/v1/decisions", decision(f"d-{i}"), format="json")
+    response = client.post("/api/v1/decisions", decision("d-3"), format="json")
+    assert response.status_code == 429 and response["Retry-After"] == "15"
 
 
 def test_refused_requests_do_not_use_the_budget(owner, three_per_minute):
