@@ -92,6 +92,7 @@ def test_scope_and_tenancy(owner, outsider, versions):
 
 def test_query_count(owner, versions, django_assert_num_queries):
     client = owner.client("read")
-    # key lookup · live rollout · shadow versions · active version
-    with django_assert_num_queries(4):
+    assert client.get("/api/v1/routing-config").status_code == 200  # opens the key's throttle window
+    # key lookup · throttle count · live rollout · shadow versions · active version
+    with django_assert_num_queries(5):
         assert client.get("/api/v1/routing-config").status_code == 200
