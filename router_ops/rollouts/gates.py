@@ -240,10 +240,12 @@ def segment_verdicts(
 
 
 def _srm(obs: StageObservations, weight_bp: int) -> dict:
-    if obs.assigned_candidate is None or obs.assigned_baseline is None or weight_bp in (0, 10000):
-        return {"verdict": NOT_EVALUATED}
+    if weight_bp in (0, 10000):
+        return {"verdict": NOT_EVALUATED, "detail": "no traffic split at this stage"}
+    if obs.assigned_candidate is None or obs.assigned_baseline is None:
+        return {"verdict": NOT_EVALUATED, "detail": "the evidence source gives no assignment counts"}
     if obs.assigned_candidate + obs.assigned_baseline == 0:
-        return {"verdict": NOT_EVALUATED, "reason": "no assignments yet"}
+        return {"verdict": NOT_EVALUATED, "reason": "no assignments yet", "detail": "no units served yet"}
     share = weight_bp / 10000
     test = sample_ratio_test([obs.assigned_candidate, obs.assigned_baseline], [share, 1 - share])
     return {
@@ -265,7 +267,7 @@ def _srm(obs: StageObservations, weight_bp: int) -> dict:
 def _cost(obs: StageObservations, max_ratio: float) -> dict:
     cand, base = obs.candidate_cost_per_request, obs.baseline_cost_per_request
     if cand is None or base is None or base <= 0:
-        return {"verdict": NOT_EVALUATED, "max_ratio": _r(max_ratio)}
+        return {"verdict": NOT_EVALUATED, "max_ratio": _r(max_ratio), "detail": "no cost of both arms yet"}
     ratio = cand / base
     return {
         "verdict": PASS if ratio <= max_ratio else FAIL,

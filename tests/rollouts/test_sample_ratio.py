@@ -119,3 +119,13 @@ def test_the_rollout_page_says_what_the_guardrail_counted(rollout, people, clock
     assert f"{in_candidate} candidate vs {400 - in_candidate} baseline units" in line
     p_value = sample_ratio_test([in_candidate, 400 - in_candidate], [0.5, 0.5]).p_value
     assert f"anytime-valid p = {p_value:.3g}" in line and "srm: pass" in line
+
+
+def test_a_stage_without_a_split_says_why_the_guardrail_is_not_evaluated(owner, people, versions, clock):
+    rollout = rollout_request(application=owner.application, actor=people.actor("otto"), candidate=versions["v13"])
+    rollout_approve(
+        rollout=rollout, actor=people.actor("anna"), evidence_hash=rollout.evidence_hash, reason="go", now=clock.now
+    )
+    rollout.refresh_from_db()
+    srm = gates.rollout_gate_evidence(rollout)["guardrails"]["srm"]  # the dark stage: 0 % of units
+    assert srm == {"verdict": "not_evaluated", "detail": "no traffic split at this stage"}
