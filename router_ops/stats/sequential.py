@@ -340,8 +340,13 @@ def noninferiority_paired(
 #
 # k sets which mismatches the test is quickest to find: the prior puts θ within about
 # √(θ(1−θ)/k) of θ₀. Optimizely's implementation uses k = 10 000 (deviations of a
-# fraction of a percentage point, which is what assignment bugs look like).
+# fraction of a percentage point, which is what subtle assignment bugs look like). Alone,
+# that prior is slow to believe a gross failure (a client serving no one the candidate at
+# a 1 % stage: p = 0.17 after 2,000 units), so the mixing distribution is a mixture: half
+# Dirichlet(k·θ₀), half the uniform Dirichlet(1, …, 1). A mixture of test martingales is one,
+# so BF = ½·BF_k + ½·BF_uniform keeps the guarantee, at the price of a factor ≤ 2 on p.
 SRM_CONCENTRATION = 10_000.0
+SRM_UNIFORM_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -354,8 +359,26 @@ class SampleRatioTest:
     expected_shares: tuple[float, ...]
 
 
+def _log_dirichlet_multinomial(n: NDArray[np.float64], a: NDArray[np.float64]) -> float:
+    """log P(a given sequence with counts n) when θ ~ Dirichlet(a)."""
+    return (
+        math.lgamma(a.sum())
+        - math.lgamma(a.sum() + n.sum())
+        + sum(math.lgamma(ai + ni) - math.lgamma(ai) for ai, ni in zip(a, n, strict=True))
+    )
+
+
+def _log_mix(x: float, y: float) -> float:
+    top = max(x, y)
+    return top + math.log(math.exp(x - top) + math.exp(y - top))
+
+
 def sample_ratio_test(
-    counts: ArrayLike, expected_shares: ArrayLike, *, concentration: float = SRM_CONCENTRATION
+    counts: ArrayLike,
+    expected_shares: ArrayLike,
+    *,
+    concentration: float = SRM_CONCENTRATION,
+    uniform_weight: float = SRM_UNIFORM_WEIGHT,
 ) -> SampleRatioTest:
     """Sequential SRM test (Lindon & Malek 2022) of arm counts against their expected shares.
 
@@ -373,16 +396,18 @@ def sample_ratio_test(
         raise ValueError(f"expected_shares must be non-negative and sum to 1, got {theta.tolist()}")
     if not concentration > 0:
         raise ValueError("concentration must be positive")
+    if not 0.0 <= uniform_weight < 1.0:
+        raise ValueError("uniform_weight must be in [0, 1)")
     result = {"counts": tuple(int(c) for c in n), "expected_shares": tuple(float(t) for t in theta)}
     if (n[theta == 0] > 0).any():
         return SampleRatioTest(p_value=0.0, log_bayes_factor=math.inf, **result)
     live = theta > 0
     n, theta = n[live].astype(float), theta[live]
-    a = concentration * theta
-    log_bf = (
-        math.lgamma(concentration)
-        - math.lgamma(concentration + n.sum())
-        + sum(math.lgamma(ai + ni) - math.lgamma(ai) for ai, ni in zip(a, n, strict=True))
-        - float(np.dot(n, np.log(theta)))
+    null = float(np.dot(n, np.log(theta)))
+    log_bf = _log_mix(
+        math.log(1 - uniform_weight) + _log_dirichlet_multinomial(n, concentration * theta) - null,
+        math.log(uniform_weight) + _log_dirichlet_multinomial(n, np.ones_like(theta)) - null
+        if uniform_weight
+        else -math.inf,
     )
     return SampleRatioTest(p_value=min(1.0, math.exp(-log_bf)), log_bayes_factor=log_bf, **result)

@@ -172,11 +172,20 @@ def test_paired_false_fail_rate_at_the_margin():
 
 def test_srm_bayes_factor_matches_values_by_hand():
     # k = 1, one unit in arm A of a 50/50 split: m1 = Γ(1)/Γ(2) · Γ(1.5)/Γ(0.5) = 1/2, m0 = 1/2, BF = 1.
-    assert sample_ratio_test([1, 0], [0.5, 0.5], concentration=1).p_value == pytest.approx(1.0)
+    assert sample_ratio_test([1, 0], [0.5, 0.5], concentration=1, uniform_weight=0).p_value == pytest.approx(1.0)
     # k = 2, two units in arm A: m1 = Γ(2)/Γ(4) · Γ(3)/Γ(1) = 1/3, m0 = 1/4, BF = 4/3, p = 3/4.
-    result = sample_ratio_test([2, 0], [0.5, 0.5], concentration=2)
+    result = sample_ratio_test([2, 0], [0.5, 0.5], concentration=2, uniform_weight=0)
     assert result.log_bayes_factor == pytest.approx(np.log(4 / 3))
     assert result.p_value == pytest.approx(0.75)
+
+
+def test_srm_mixture_is_half_each_bayes_factor():
+    # Three units all in arm A of a 1/4 : 3/4 split, k = 4 → a = (1, 3):
+    # m_k = Γ(4)/Γ(7) · Γ(4)/Γ(1) = 6/720 · 6 = 1/20; uniform a = (1, 1): m_u = Γ(2)/Γ(5) · Γ(4) = 1/4;
+    # m0 = (1/4)³ = 1/64. BF = ½ · 64/20 + ½ · 64/4 = 1.6 + 8 = 9.6.
+    result = sample_ratio_test([3, 0], [0.25, 0.75], concentration=4)
+    assert result.log_bayes_factor == pytest.approx(np.log(9.6))
+    assert result.p_value == pytest.approx(1 / 9.6)
 
 
 @pytest.mark.parametrize(
@@ -189,7 +198,8 @@ def test_srm_bayes_factor_equals_beta_binomial_over_binomial(counts, shares):
     k = 10_000
     n = sum(counts)
     expected = betabinom.logpmf(counts[0], n, k * shares[0], k * shares[1]) - binom.logpmf(counts[0], n, shares[0])
-    assert sample_ratio_test(counts, shares).log_bayes_factor == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    result = sample_ratio_test(counts, shares, uniform_weight=0)
+    assert result.log_bayes_factor == pytest.approx(expected, rel=1e-9, abs=1e-9)
 
 
 def test_srm_a_unit_in_an_arm_with_no_share_is_a_certain_mismatch():
@@ -252,3 +262,12 @@ def test_srm_finds_a_two_point_mismatch_in_forty_thousand_units():
     false = np.mean([sample_ratio_test([c, 40_000 - c], [0.5, 0.5]).p_value < 0.001 for c in sound])
     assert found >= 0.9
     assert false == 0.0
+
+
+def test_srm_finds_a_client_that_never_serves_the_candidate_within_two_thousand_units():
+    # A 1 % stage whose units all get the baseline (the client ignores the config): the uniform
+    # half of the mixture finds it (p < 0.001) by 2,000 units; the k = 10,000 prior alone would
+    # still say p ≈ 0.17 there.
+    assert sample_ratio_test([0, 2000], [0.01, 0.99]).p_value < 0.001
+    assert sample_ratio_test([0, 2000], [0.01, 0.99], uniform_weight=0).p_value > 0.1
+    assert sample_ratio_test([0, 300], [0.01, 0.99]).p_value == 1.0  # 300 units: 0 of ~3 expected is chance
