@@ -713,7 +713,13 @@ class Report:
             [app.id],
         )[0]
         one_call = max(run_max, judge_max)
-        overspend = spent - app.budget
+        # The cap is per UTC day: a run that crosses midnight has two ledger rows, each under it.
+        by_day = q(
+            "SELECT day, shadow_spent_usd + judge_spent_usd FROM shadow_budgetday WHERE application_id = %s "
+            "ORDER BY day",
+            [app.id],
+        )
+        overspend = max((day_spent - app.budget for _, day_spent in by_day), default=-app.budget)
         report.rows.append(
             Check("budget overspend <= one call", f"<= {one_call:.6f}", f"{overspend:.6f}", overspend <= one_call)
         )
@@ -739,7 +745,12 @@ class Report:
             {
                 "budget": f"cap {app.budget} USD, spent {spent:.6f} (ledger) vs rows {run_cost + judge_cost:.6f} "
                 f"(runs {run_cost:.6f} + judgments {judge_cost:.6f}), still reserved {reserved:.6f}, "
-                f"calls refused {refused}, samples failed for budget {budget_failed}",
+                f"calls refused {refused}, samples failed for budget {budget_failed}"
+                + (
+                    "; per UTC day: " + ", ".join(f"{day} {day_spent:.6f}" for day, day_spent in by_day)
+                    if len(by_day) > 1
+                    else ""
+                ),
                 "largest single call": f"shadow run {run_max:.6f}, judgment {judge_max:.6f} USD",
                 "shadow status": dict(status),
                 "judge status": dict(judge_status),
